@@ -1,0 +1,1 @@
+"""Built-in crop_policies plugins."""

@@ -1,0 +1,1 @@
+"""Built-in param_groups plugins."""
