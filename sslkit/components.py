@@ -81,6 +81,11 @@ class Backbone(nn.Module):
     def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:  # pragma: no cover
         raise NotImplementedError
 
+    def export_weights(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """Weights in the layout the wider ecosystem loads (e.g. timm's), with metadata such as
+        ``{"timm_model": ...}``; by default the module's own state dict."""
+        return {k: v.detach() for k, v in self.state_dict().items()}, {}
+
     def layer_id(self, param_name: str) -> int:
         """Layer index for layer-wise lr decay (reference section 6): 0 for embeddings,
         ``i + 1`` for block ``i``, ``num_layers + 1`` for everything after the blocks."""

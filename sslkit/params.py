@@ -120,7 +120,8 @@ def _coerce(value: Any, tp: Any, key: str, locate: Locate, problems: list[Proble
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 return fail(type_name(tp))
-            items = [_coerce(v, a, f"{key}[{i}]", locate, problems) for i, (v, a) in enumerate(zip(value, args, strict=True))]
+            pairs = enumerate(zip(value, args, strict=True))
+            items = [_coerce(v, a, f"{key}[{i}]", locate, problems) for i, (v, a) in pairs]
             return tuple(items)
         item_tp = args[0] if args else Any
         items = [_coerce(v, item_tp, f"{key}[{i}]", locate, problems) for i, v in enumerate(value)]

@@ -1,0 +1,36 @@
+"""``sslkit train RECIPE [KEY=VALUE ...] --output-dir DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sslkit.recipe import load_recipe
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a recipe (resumes when DIR holds a checkpoint)",
+                       description="Train RECIPE into DIR. Re-running the same command resumes from the last "
+                                   "checkpoint in DIR. Under torchrun, every process runs this command.")
+    p.add_argument("recipe", help="recipe YAML file (or a run's recipe.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides (dotted keys, YAML values)")
+    p.add_argument("--output-dir", "-o", required=True, type=Path, help="run directory (created if needed)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sslkit.engine.trainer import Trainer
+
+    resolved = load_recipe(args.recipe, args.overrides)
+    trainer = Trainer(resolved, args.output_dir)
+    result = trainer.fit()
+    if trainer.info.is_main:
+        summary = {"output_dir": str(result.output_dir), "step": result.step, "completed": result.completed,
+                   **{f"loss/{k}": round(v, 5) for k, v in result.final_losses.items()},
+                   **{f"eval/{k}": round(v, 3) for k, v in result.metrics.items()}}
+        print(json.dumps(summary))
+        if "knn_top1" in result.metrics:
+            print(f"kNN top-1 (k={resolved.recipe.eval.k}): {result.metrics['knn_top1']:.2f}%")
+    return 0

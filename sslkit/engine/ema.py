@@ -1,0 +1,29 @@
+"""The EMA teacher update (reference section 1, step 6): teacher = m * teacher + (1 - m) * student."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """Move every teacher parameter towards its student twin (one fused foreach lerp).
+
+    Parameters are matched by name, so the two modules must have the same structure;
+    buffers are copied as they are (heads and backbones here keep no running statistics).
+    """
+    t_params = dict(teacher.named_parameters())
+    pairs = [(t_params[n], p) for n, p in student.named_parameters() if n in t_params]
+    if len(pairs) != len(t_params):
+        missing = sorted(set(t_params) - {n for n, _ in student.named_parameters()})
+        raise RuntimeError(f"teacher and student differ: {missing[:5]}")
+    teachers = [_local(t) for t, _ in pairs]
+    students = [_local(s) for _, s in pairs]
+    torch._foreach_lerp_(teachers, students, 1.0 - momentum)
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The local shard of a DTensor (FSDP2) or the tensor itself."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if to_local is not None else tensor.data

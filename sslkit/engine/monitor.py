@@ -1,0 +1,185 @@
+"""What a run reports while it trains: TensorBoard scalars and images, ``metrics.jsonl``,
+the terminal progress line, and the collapse detector (reference: issue on monitoring)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from sslkit.components import Crops, StepOutputs
+from sslkit.monitoring import diagnostics
+from sslkit.monitoring.images import crops_grid, patch_pca_images
+from sslkit.monitoring.progress import Progress
+from sslkit.params import validate
+from sslkit.recipe import ResolvedRecipe
+
+if TYPE_CHECKING:
+    from sslkit.engine.trainer import Trainer
+
+log = logging.getLogger("sslkit")
+
+
+class RunMonitor:
+    """Collects per-step values cheaply and writes them every ``train.log_every`` steps (rank 0 only)."""
+
+    def __init__(self, trainer: Trainer, resolved: ResolvedRecipe) -> None:
+        self.trainer = trainer
+        self.recipe = resolved.recipe
+        self.enabled = trainer.info.is_main
+        self.writer: Any = None
+        self.progress: Progress | None = None
+        self.detector = diagnostics.CollapseDetector(
+            validate(diagnostics.CollapseThresholds, self.recipe.monitor.collapse, prefix="monitor.collapse"))
+        self._captured: dict[str, Tensor] = {}
+        self._window_start = time.perf_counter()
+        self._window_images = 0
+        self._window_wait = 0.0
+        self._resolved_text = json.dumps(resolved.data, indent=2)
+
+    def start(self, step: int) -> None:
+        if not self.enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.trainer.output_dir))
+        self.writer.add_text("recipe", f"```\n{self._resolved_text}\n```", step)
+        self.progress = Progress(self.recipe.train.max_steps, start_step=step)
+        self._window_start = time.perf_counter()
+
+    def _image_step(self, step: int) -> bool:
+        every = self.recipe.monitor.image_every
+        return step == 0 or (every > 0 and step % every == 0)
+
+    def _log_step(self, step: int) -> bool:
+        return (step + 1) % self.recipe.train.log_every == 0 or step + 1 == self.recipe.train.max_steps
+
+    def capture(self, step: int, crops: Crops, outputs: StepOutputs, masks: Tensor | None) -> None:
+        """Keep (detached) what the diagnostics and images of this step need; no device sync."""
+        if not self.enabled:
+            return
+        if self._log_step(step):
+            self._captured = {"student_cls": outputs.student_global.cls.detach()}
+            for name, logits in outputs.teacher_cls_logits.items():
+                self._captured[f"teacher_logits/{name}"] = logits.detach()
+        if self._image_step(step) and self.writer is not None:
+            patch = self.trainer.parts.backbone.patch_size
+            self.writer.add_images("crops/global", crops_grid(crops.global_crops, masks, patch), step)
+            if crops.local_crops is not None:
+                self.writer.add_images("crops/local", crops_grid(crops.local_crops, None, patch), step)
+            if outputs.teacher_global.patches is not None and patch:
+                grid = (crops.global_crops.shape[-2] // patch, crops.global_crops.shape[-1] // patch)
+                self.writer.add_images("teacher/patch_pca", patch_pca_images(outputs.teacher_global.patches, grid),
+                                       step)
+
+    def after_step(self, step: int, terms: dict[str, Tensor], data_wait: float) -> dict[str, float]:
+        """Account for one finished step; every ``log_every`` steps write everything (one sync)."""
+        t = self.trainer
+        self._window_images += t.global_batch
+        self._window_wait += data_wait
+        if not self._log_step(step - 1):
+            return {}
+        values = {f"loss/{k}" if k not in ("grad_norm",) else "optim/grad_norm": float(v)
+                  for k, v in zip(terms, torch.stack(list(terms.values())).tolist(), strict=True)}
+        elapsed = max(time.perf_counter() - self._window_start, 1e-9)
+        values["perf/images_per_s"] = self._window_images / elapsed
+        values["perf/data_wait_fraction"] = min(self._window_wait / elapsed, 1.0)
+        values.update(self._schedule_values(step - 1))
+        values.update(self._diagnostics())
+        values.update(self._memory())
+        self._window_start, self._window_images, self._window_wait = time.perf_counter(), 0, 0.0
+        if not self.enabled:
+            return {k[5:]: v for k, v in values.items() if k.startswith("loss/")}
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+        self._write_jsonl({"step": step, **values})
+        for warning in self.detector.check(values, step):
+            log.warning("step %d: %s", step, warning)
+            if self.recipe.monitor.stop_on_collapse:
+                from sslkit.errors import SSLKitError
+
+                raise SSLKitError(f"stopped at step {step} (monitor.stop_on_collapse): {warning}")
+        if self.progress is not None:
+            self.progress.update(step, values["perf/images_per_s"], {"loss": values["loss/total"]})
+        return {k[5:]: v for k, v in values.items() if k.startswith("loss/")}
+
+    def _schedule_values(self, step: int) -> dict[str, float]:
+        t, s = self.trainer, self.trainer.schedules
+        values = {"schedule/momentum": s.momentum(step), "schedule/teacher_temp": s.teacher_temp(step),
+                  "schedule/weight_decay": s.weight_decay(step)}
+        groups = t.optimizer.param_groups
+        for group in (groups[0], groups[-1]) if len(groups) > 1 else groups:
+            values[f"lr/{group['name']}"] = group["lr"]
+            values[f"weight_decay/{group['name']}"] = group["weight_decay"]
+        for group in groups:
+            if group["name"].startswith("heads") and f"lr/{group['name']}" not in values:
+                values[f"lr/{group['name']}"] = group["lr"]
+                values[f"weight_decay/{group['name']}"] = group["weight_decay"]
+        return values
+
+    def _diagnostics(self) -> dict[str, float]:
+        found: dict[str, Tensor] = {}
+        cls = self._captured.get("student_cls")
+        if cls is not None:
+            found["health/student_cls_std"] = diagnostics.feature_std(cls.float())
+            found["health/student_cls_effective_rank"] = diagnostics.effective_rank(cls.float())
+        temp = self.trainer.schedules.teacher_temp(0)
+        for key, logits in self._captured.items():
+            if key.startswith("teacher_logits/"):
+                name = key.split("/", 1)[1]
+                probs = torch.softmax(logits.float() / temp, dim=-1)
+                found[f"health/{name}_teacher_entropy_gap"] = diagnostics.entropy_gap_to_uniform(probs)
+                found[f"health/{name}_prototype_usage"] = diagnostics.prototype_usage(probs)
+        for name, loss in self.trainer.parts.losses.items():
+            for key, value in loss.diagnostics().items():
+                found[f"health/{name}_{key}"] = value
+        if not found:
+            return {}
+        numbers = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().cpu() for v in found.values()])
+        return dict(zip(found, numbers.tolist(), strict=True))
+
+    def _memory(self) -> dict[str, float]:
+        values = {}
+        device = self.trainer.info.device
+        if device.type == "cuda":
+            values["memory/cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        try:
+            import resource
+
+            values["memory/host_peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        except ImportError:  # pragma: no cover - non-Unix
+            pass
+        return values
+
+    def _write_jsonl(self, record: dict[str, Any]) -> None:
+        with open(self.trainer.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def log_eval(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Write evaluation results (TensorBoard and metrics.jsonl) and print them."""
+        if self.enabled and metrics:
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"eval/{key}", value, step)
+            self._write_jsonl({"step": step, **{f"eval/{k}": v for k, v in metrics.items()}})
+            log.info("step %d: %s", step, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        return metrics
+
+    def finish(self, step: int, losses: dict[str, float], metrics: dict[str, float]) -> None:
+        if not self.enabled or self.writer is None:
+            return
+        hparams = {"seed": self.recipe.run.seed, "batch_size": self.recipe.data.batch_size,
+                   "max_steps": self.recipe.train.max_steps, "base_lr": self.recipe.optim.base_lr,
+                   "name": self.recipe.run.name or ""}
+        final = {f"hparam/{k}": v for k, v in {**losses, **metrics}.items()}
+        if final:
+            self.writer.add_hparams(hparams, final, run_name=".")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.writer is not None:
+            self.writer.close()

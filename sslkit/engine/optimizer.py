@@ -1,0 +1,53 @@
+"""AdamW over the policy's parameter groups, with the schedules applied to every group each step.
+
+Reference section 6: every group's lr is ``schedule * lr_multiplier`` (0 for the heads' last
+layers while frozen) and every group's weight decay is ``schedule * wd_multiplier``, heads
+included; a group opts out of the weight-decay schedule only through ``follows_wd_schedule``
+(which exists to reproduce a known bug for ablations).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslkit.components import ParamGroup
+from sslkit.errors import SSLKitError
+
+
+def check_groups(model: nn.Module, groups: list[ParamGroup]) -> None:
+    """Every trainable parameter must be in exactly one group."""
+    seen: dict[int, str] = {}
+    for group in groups:
+        for p in group.params:
+            if id(p) in seen:
+                raise SSLKitError(f"param_groups: a parameter is in groups {seen[id(p)]!r} and {group.name!r}")
+            seen[id(p)] = group.name
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        raise SSLKitError(f"param_groups: trainable parameters in no group: {', '.join(missing[:8])}")
+
+
+def build_optimizer(groups: list[ParamGroup], betas: tuple[float, float], eps: float, implementation: str,
+                    device: torch.device) -> torch.optim.AdamW:
+    """AdamW with one torch param group per :class:`ParamGroup`, in the same order."""
+    options: dict[str, bool] = {}
+    if implementation == "auto":
+        options = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    elif implementation in ("fused", "foreach"):
+        options = {implementation: True}
+    else:
+        options = {"foreach": False}
+    torch_groups = [{"params": g.params, "lr": 0.0, "weight_decay": g.fixed_weight_decay, "name": g.name}
+                    for g in groups if g.params]
+    return torch.optim.AdamW(torch_groups, lr=0.0, betas=betas, eps=eps, **options)
+
+
+def apply_schedules(optimizer: torch.optim.Optimizer, groups: list[ParamGroup], lr: float, weight_decay: float,
+                    freeze_last_layer: bool) -> None:
+    """Set this step's lr and weight decay on every group."""
+    for torch_group, group in zip(optimizer.param_groups, [g for g in groups if g.params], strict=True):
+        frozen = freeze_last_layer and group.is_last_layer
+        torch_group["lr"] = 0.0 if frozen else lr * group.lr_multiplier
+        if group.follows_wd_schedule:
+            torch_group["weight_decay"] = weight_decay * group.wd_multiplier

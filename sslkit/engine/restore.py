@@ -1,0 +1,45 @@
+"""Rebuilding a trained backbone from a checkpoint and the recipe saved beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from sslkit.components import Backbone, BuildContext
+from sslkit.engine.checkpoint import load_checkpoint, resolve_checkpoint
+from sslkit.engine.run_dir import RECIPE_FILE
+from sslkit.errors import SSLKitError
+from sslkit.recipe import ResolvedRecipe, load_resolved
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory that holds ``checkpoint`` (``RUN/checkpoints/step_*.pt``)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def load_backbone(path: Path, which: str = "teacher") -> tuple[Backbone, ResolvedRecipe, int]:
+    """The ``which`` (teacher or student) backbone of a checkpoint file or run directory,
+    with the run's resolved recipe and the checkpoint's step."""
+    if which not in ("teacher", "student"):
+        raise SSLKitError(f"--which must be teacher or student, got {which!r}")
+    checkpoint = resolve_checkpoint(Path(path))
+    recipe_path = run_dir_of(checkpoint) / RECIPE_FILE
+    if not recipe_path.exists():
+        raise SSLKitError(f"{checkpoint}: the run's {RECIPE_FILE} is missing (expected at {recipe_path})")
+    data = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+    resolved = load_resolved(data, str(recipe_path))
+    payload = load_checkpoint(checkpoint)
+    spec = resolved.spec("model.backbone")
+    augmentation = resolved.recipe.data.augmentation
+    ctx = BuildContext(seed=resolved.recipe.run.seed, global_crop_size=augmentation.get("global_crop_size"),
+                       local_crop_size=augmentation.get("local_crop_size"))
+    backbone: Backbone = spec.component.factory(spec.params, ctx)
+    prefix = "backbone."
+    weights = {k[len(prefix):]: v for k, v in payload[which].items() if k.startswith(prefix)}
+    missing, unexpected = backbone.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise SSLKitError(f"{checkpoint}: {which} backbone weights do not match the recipe's backbone "
+                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    backbone.eval()
+    return backbone, resolved, int(payload["step"])

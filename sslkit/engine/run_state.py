@@ -1,0 +1,108 @@
+"""Saving and restoring everything a run needs to continue exactly where it stopped.
+
+State dicts are gathered as full (unsharded) tensors keyed by parameter name, so that a run
+saved on N processes (DDP or FSDP2) resumes on any number of processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from sslkit import distributed
+from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from sslkit.engine.run_dir import version_differences, versions, write_run_files
+from sslkit.errors import SSLKitError
+from sslkit.registry import Registry
+
+if TYPE_CHECKING:
+    from sslkit.engine.trainer import Trainer
+
+log = logging.getLogger("sslkit")
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+class RunState:
+    """Checkpointing for a :class:`~sslkit.engine.trainer.Trainer`."""
+
+    def __init__(self, trainer: Trainer, registry: Registry) -> None:
+        self.trainer = trainer
+        self.registry = registry
+        self.output_dir: Path = trainer.output_dir
+        self.nonfinite_steps = 0
+        self.last_checkpoint: str | None = None
+        self._rng: dict[str, Any] | None = None
+        if trainer.info.is_main:
+            write_run_files(self.output_dir, trainer.resolved.data, registry)
+
+    def _state(self) -> dict[str, Any]:
+        t = self.trainer
+        state = {
+            "student": get_model_state_dict(t.student, options=_FULL),
+            "teacher": get_model_state_dict(t.teacher, options=_FULL),
+            "optimizer": get_optimizer_state_dict(t.student, t.optimizer, options=_FULL),
+            "rng": {"torch": torch.get_rng_state()},
+            "nonfinite_steps": self.nonfinite_steps,
+            "world_size": t.info.world_size,
+            "versions": versions(self.registry),
+        }
+        if torch.cuda.is_available() and t.info.device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(t.info.device)
+        if t.scaler is not None:
+            state["scaler"] = t.scaler.state_dict()
+        return state
+
+    def save(self, step: int) -> None:
+        """Write the checkpoint of ``step`` (rank 0 writes; every rank takes part in gathering)."""
+        state = self._state()
+        if self.trainer.info.is_main:
+            path = save_checkpoint(self.output_dir, step, state, self.trainer.recipe.train.keep_checkpoints)
+            self.last_checkpoint = str(path)
+        if distributed.is_distributed():
+            torch.distributed.barrier()
+
+    def restore_latest(self) -> int:
+        """Load the newest checkpoint of the output directory, if any; return the step to start from."""
+        found = list_checkpoints(self.output_dir)
+        if not found:
+            return 0
+        payload = load_checkpoint(found[-1])
+        t = self.trainer
+        try:
+            set_model_state_dict(t.student, payload["student"], options=_FULL)
+            set_model_state_dict(t.teacher, payload["teacher"], options=_FULL)
+            set_optimizer_state_dict(t.student, t.optimizer, payload["optimizer"], options=_FULL)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise SSLKitError(f"{found[-1]} does not match this recipe's model (was the recipe changed since?): "
+                              f"{str(exc).splitlines()[0]}") from None
+        if t.scaler is not None and "scaler" in payload:
+            t.scaler.load_state_dict(payload["scaler"])
+        self.nonfinite_steps = int(payload.get("nonfinite_steps", 0))
+        self._rng = payload.get("rng")
+        self.last_checkpoint = str(found[-1])
+        changed = version_differences(payload.get("versions", {}).get("plugins", {}), self.registry.providers)
+        if changed and t.info.is_main:
+            log.warning("plugin providers changed since the checkpoint: %s", "; ".join(changed))
+        step = int(payload["step"])
+        if t.info.is_main:
+            log.info("resuming from %s (step %d, saved with %s process(es))", found[-1], step,
+                     payload.get("world_size", "?"))
+        return step
+
+    def restore_rng(self) -> None:
+        """Restore the random-number generators of the loaded checkpoint (drop-path draws)."""
+        if self._rng is None:
+            return
+        torch.set_rng_state(self._rng["torch"])
+        if "cuda" in self._rng and self.trainer.info.device.type == "cuda":
+            torch.cuda.set_rng_state(self._rng["cuda"], self.trainer.info.device)

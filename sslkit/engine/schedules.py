@@ -1,0 +1,68 @@
+"""Per-step schedules (reference sections 3 and 6), pure functions of the step.
+
+- lr: linear warm-up from 0 to the peak, then cosine to ``min_lr``.
+- weight decay: cosine from ``start`` to ``end`` over the run.
+- EMA momentum: cosine from ``start`` to ``end`` (1.0) over the run.
+- teacher temperature: linear warm-up from ``start`` to ``end``, then constant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def cosine(step: int, total: int, start: float, end: float) -> float:
+    """Half-cosine from ``start`` (step 0) to ``end`` (step ``total``), constant afterwards."""
+    if total <= 0:
+        return end
+    progress = min(max(step / total, 0.0), 1.0)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
+
+
+def linear_warmup(step: int, warmup: int, start: float, end: float) -> float:
+    """Linear from ``start`` at step 0 to ``end`` at step ``warmup``, constant afterwards."""
+    if warmup <= 0 or step >= warmup:
+        return end
+    return start + (end - start) * step / warmup
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """All schedules of a run, evaluated at a step by :meth:`at`."""
+
+    max_steps: int
+    peak_lr: float
+    min_lr: float
+    warmup_steps: int
+    wd_start: float
+    wd_end: float
+    momentum_start: float
+    momentum_end: float
+    temp_start: float
+    temp_end: float
+    temp_warmup_steps: int
+    freeze_last_layer_steps: int
+
+    def lr(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.peak_lr * step / self.warmup_steps
+        return cosine(step - self.warmup_steps, self.max_steps - self.warmup_steps, self.peak_lr, self.min_lr)
+
+    def weight_decay(self, step: int) -> float:
+        return cosine(step, self.max_steps, self.wd_start, self.wd_end)
+
+    def momentum(self, step: int) -> float:
+        return cosine(step, self.max_steps, self.momentum_start, self.momentum_end)
+
+    def teacher_temp(self, step: int) -> float:
+        return linear_warmup(step, self.temp_warmup_steps, self.temp_start, self.temp_end)
+
+    def last_layer_frozen(self, step: int) -> bool:
+        return step < self.freeze_last_layer_steps
+
+
+def peak_lr(base_lr: float, global_batch: int, reference_batch: int, scaling: str) -> float:
+    """lr = base_lr * (global_batch / reference_batch) ** p with p = 0.5 (sqrt), 1 (linear), 0 (none)."""
+    power = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}[scaling]
+    return base_lr * (global_batch / reference_batch) ** power

@@ -1,0 +1,98 @@
+"""Process groups and parallel strategies: single process, DDP and FSDP2 (under torchrun).
+
+A single process needs no process group and no torchrun. Under torchrun (``WORLD_SIZE`` > 1)
+the backend is ``nccl`` on CUDA and ``gloo`` on CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sslkit.errors import SSLKitError
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """This process's place in the run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(preference: str, local_rank: int) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise SSLKitError("run.device=cuda but no CUDA device is available (use run.device=auto or cpu)")
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def init_processes(device_preference: str) -> ProcessInfo:
+    """Join the torchrun process group when there is one; otherwise a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_preference, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+                                device_id=device if device.type == "cuda" else None)
+    return ProcessInfo(rank, world_size, local_rank, device)
+
+
+def resolve_strategy(strategy: str, world_size: int) -> str:
+    if strategy == "auto":
+        return "ddp" if world_size > 1 else "single"
+    if strategy in ("ddp", "fsdp2") and world_size == 1:
+        return "single"
+    if strategy == "single" and world_size > 1:
+        raise SSLKitError("train.strategy=single cannot run on several processes; use ddp or fsdp2")
+    return strategy
+
+
+def _shard_units(module: nn.Module) -> list[nn.Module]:
+    """Transformer blocks of the backbone and each head: the FSDP2 units."""
+    units: list[nn.Module] = []
+    blocks = getattr(module.backbone, "blocks", None)
+    if isinstance(blocks, nn.Sequential | nn.ModuleList):
+        units.extend(blocks)
+    units.extend(module.heads.values())
+    return units
+
+
+def apply_fsdp2(module: nn.Module, param_dtype: torch.dtype | None) -> nn.Module:
+    """``fully_shard`` each transformer block and head, then the whole module (mixed precision
+    policy: parameters cast to ``param_dtype`` for compute, gradients reduced in fp32)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    for unit in _shard_units(module):
+        fully_shard(unit, mp_policy=policy)
+    fully_shard(module, mp_policy=policy)
+    return module
+
+
+def wrap_student(student: nn.Module, strategy: str, info: ProcessInfo, param_dtype: torch.dtype | None) -> nn.Module:
+    """The module that the step calls: the student itself, DDP around it, or the FSDP2-sharded student."""
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        return DistributedDataParallel(student, device_ids=ids, broadcast_buffers=False)
+    if strategy == "fsdp2":
+        return apply_fsdp2(student, param_dtype)
+    return student

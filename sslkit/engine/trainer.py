@@ -1,0 +1,223 @@
+"""The generic student-teacher training loop (reference section 1), knowing no specific method.
+
+Per step: draw crops on the device, select and mask global crops, teacher and student
+outputs, every loss term, backward, gradient clipping, AdamW with scheduled lr / weight decay,
+EMA update of the teacher. Around it: checkpoints (atomic, resumable, world-size independent),
+non-finite loss handling, preemption signals, logging, progress and evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sslkit import seeding
+from sslkit.components import Crops, StepContext
+from sslkit.data.loader import build_train_loader
+from sslkit.engine.build import Components, build_components
+from sslkit.engine.ema import ema_update
+from sslkit.engine.evaluation import OnlineEvaluator
+from sslkit.engine.masking import step_masks
+from sslkit.engine.model import Student, Teacher
+from sslkit.engine.monitor import RunMonitor
+from sslkit.engine.optimizer import apply_schedules, build_optimizer, check_groups
+from sslkit.engine.precision import DTYPES, autocast, check_precision, grad_scaler
+from sslkit.engine.run_state import RunState
+from sslkit.engine.schedules import Schedules, peak_lr
+from sslkit.engine.step import compute_losses, compute_outputs, nonfinite_terms
+from sslkit.engine.strategy import init_processes, resolve_strategy, wrap_student
+from sslkit.errors import SSLKitError
+from sslkit.recipe import ResolvedRecipe
+from sslkit.registry import get_registry
+
+log = logging.getLogger("sslkit")
+
+
+class NonFiniteLossError(SSLKitError):
+    """A loss term became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or preempted) run reports."""
+
+    output_dir: Path
+    step: int
+    completed: bool
+    final_losses: dict[str, float]
+    metrics: dict[str, float]
+
+
+def _schedules(resolved: ResolvedRecipe, global_batch: int) -> Schedules:
+    r = resolved.recipe
+    epoch = r.train.epoch_length
+    return Schedules(
+        max_steps=r.train.max_steps,
+        peak_lr=peak_lr(r.optim.base_lr, global_batch, r.optim.reference_batch_size, r.optim.lr_scaling),
+        min_lr=r.optim.min_lr,
+        warmup_steps=round(r.optim.warmup_epochs * epoch),
+        wd_start=r.optim.weight_decay,
+        wd_end=r.optim.weight_decay_end,
+        momentum_start=r.teacher.momentum,
+        momentum_end=r.teacher.momentum_end,
+        temp_start=r.teacher.temp,
+        temp_end=r.teacher.temp_end,
+        temp_warmup_steps=round(r.teacher.temp_warmup_epochs * epoch),
+        freeze_last_layer_steps=round(r.optim.freeze_last_layer_epochs * epoch),
+    )
+
+
+class Trainer:
+    """Builds a run from a resolved recipe and trains it into ``output_dir`` (resuming when possible)."""
+
+    def __init__(self, resolved: ResolvedRecipe, output_dir: Path) -> None:
+        self.resolved = resolved
+        self.recipe = r = resolved.recipe
+        self.output_dir = output_dir
+        self.info = init_processes(r.run.device)
+        check_precision(r.run.precision, self.info.device)
+        self.strategy = resolve_strategy(r.train.strategy, self.info.world_size)
+        self.global_batch = r.data.batch_size * self.info.world_size
+        torch.manual_seed(seeding.derive_seed(r.run.seed, "init"))
+        self.parts: Components = build_components(resolved)
+        self.student = Student(self.parts.backbone, self.parts.heads, self.parts.losses).to(self.info.device)
+        self.teacher = Teacher(self.student).to(self.info.device)
+        self.groups = self.parts.param_groups.groups(self.student)
+        check_groups(self.student, self.groups)
+        self.optimizer = build_optimizer(self.groups, r.optim.betas, r.optim.eps, r.optim.implementation,
+                                         self.info.device)
+        param_dtype = DTYPES.get(r.run.precision) if self.strategy == "fsdp2" else None
+        self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
+        if self.strategy == "fsdp2":
+            from sslkit.engine.strategy import apply_fsdp2
+
+            apply_fsdp2(self.teacher, param_dtype)
+        if r.train.compile:
+            self.model.compile()
+            self.teacher.compile()
+        self.scaler = grad_scaler(r.run.precision, self.info.device)
+        self.schedules = _schedules(resolved, self.global_batch)
+        self.state = RunState(self, get_registry())
+        self.monitor = RunMonitor(self, resolved)
+        self.evaluator = OnlineEvaluator(resolved, self.info)
+        self._stop_signal: str | None = None
+
+    # -- the step -------------------------------------------------------------------------
+    def _crops(self, batch: Any) -> Crops:
+        return self.parts.augmentation(batch.data, batch.sample_seeds, self.info.device)
+
+    def _masks(self, step: int, crops: Crops) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if not self.parts.plan.masks or self.parts.crop_policy is None or self.parts.masker is None:
+            return None, None
+        patch = self.parts.backbone.patch_size or 1
+        grid = (crops.global_crops.shape[-2] // patch, crops.global_crops.shape[-1] // patch)
+        selected, masks = step_masks(self.parts.crop_policy, self.parts.masker, seed=self.recipe.run.seed,
+                                     step=step, n_global=crops.n_global, global_batch=self.global_batch,
+                                     rank=self.info.rank, batch_size=crops.batch_size, grid=grid)
+        device = self.info.device
+        return selected.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+
+    def train_step(self, step: int, batch: Any) -> dict[str, torch.Tensor] | None:
+        """One optimizer step; returns the detached loss terms, or ``None`` when the step was skipped."""
+        r, s = self.recipe, self.schedules
+        crops = self._crops(batch)
+        masked_crops, masks = self._masks(step, crops)
+        ctx = StepContext(step=step, max_steps=r.train.max_steps, teacher_temp=s.teacher_temp(step),
+                          n_global=crops.n_global, n_local=crops.n_local, batch_size=crops.batch_size,
+                          global_batch_size=self.global_batch, epoch_length=r.train.epoch_length)
+        apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), s.last_layer_frozen(step))
+        with autocast(r.run.precision, self.info.device):
+            outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan)
+            total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, ctx)
+        self.monitor.capture(step, crops, outputs, masks)
+        bad = nonfinite_terms(terms)
+        if bad:
+            self._handle_nonfinite(step, bad, terms)
+            return None
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            total.backward()
+        params = [p for g in self.groups for p in g.params]
+        if r.optim.clip_grad is not None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, r.optim.clip_grad)
+        else:
+            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
+        ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
+        terms["total"] = total.detach().float()
+        terms["grad_norm"] = grad_norm.detach().float()
+        return terms
+
+    def _handle_nonfinite(self, step: int, bad: list[str], terms: dict[str, torch.Tensor]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        values = ", ".join(f"{n}={terms[n].item()}" for n in bad)
+        self.state.nonfinite_steps += 1
+        if self.state.nonfinite_steps > self.recipe.train.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"non-finite loss at step {step}: {values}. The last good checkpoint was kept "
+                f"({self.state.last_checkpoint or 'none yet'}); lower optim.base_lr, check the data, or allow "
+                f"skipping with train.max_nonfinite_steps=N")
+        log.warning("step %d: non-finite loss (%s); step skipped (%d of %d allowed)", step, values,
+                    self.state.nonfinite_steps, self.recipe.train.max_nonfinite_steps)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._stop_signal = signal.Signals(signum).name
+
+    def fit(self) -> TrainResult:
+        """Train from the last checkpoint (or from scratch) to ``train.max_steps``."""
+        r = self.recipe
+        start = self.state.restore_latest()
+        loader = build_train_loader(
+            self.parts.dataset, self.parts.augmentation, global_batch_size=self.global_batch,
+            rank=self.info.rank, world_size=self.info.world_size, seed=r.run.seed, start_step=start,
+            num_workers=r.data.num_workers, device=self.info.device, max_bad_fraction=r.data.max_bad_fraction)
+        iterator = iter(loader)
+        self.state.restore_rng()  # after the loader drew its worker seeds, so resume matches a fresh run
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        metrics: dict[str, float] = {}
+        last_terms: dict[str, float] = {}
+        step = start
+        try:
+            self.monitor.start(start)
+            if start == 0 and r.eval.at_start:
+                metrics = self.monitor.log_eval(0, self.evaluator.run(self.teacher.backbone, 0))
+            while step < r.train.max_steps:
+                wait_start = time.perf_counter()
+                batch = next(iterator)
+                data_wait = time.perf_counter() - wait_start
+                terms = self.train_step(step, batch)
+                step += 1
+                if terms is not None:
+                    last_terms = self.monitor.after_step(step, terms, data_wait)
+                if self.evaluator.due(step):
+                    metrics = self.monitor.log_eval(step, self.evaluator.run(self.teacher.backbone, step))
+                if step % r.train.checkpoint_every == 0 or step == r.train.max_steps:
+                    self.state.save(step)
+                if self._stop_signal is not None and step < r.train.max_steps:
+                    if step % r.train.checkpoint_every != 0:
+                        self.state.save(step)
+                    log.warning("received %s: checkpoint saved at step %d, exiting", self._stop_signal, step)
+                    return TrainResult(self.output_dir, step, False, last_terms, metrics)
+            if r.eval.at_end and self.evaluator.enabled and not self.evaluator.due(step):
+                metrics = self.monitor.log_eval(step, self.evaluator.run(self.teacher.backbone, step))
+            self.monitor.finish(step, last_terms, metrics)
+            return TrainResult(self.output_dir, step, True, last_terms, metrics)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.monitor.close()

@@ -1,0 +1,151 @@
+"""The core recipe schema: every key the engine reads, with its default and documentation.
+
+Component entries (``data.dataset``, ``model.backbone``, ``losses.*``, ...) are mappings with a
+``name`` naming a registered plugin; their other keys are that plugin's parameters and are
+validated against the plugin's own schema (see :mod:`sslkit.recipe.validate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sslkit.params import param
+
+Component = dict[str, Any]
+
+
+@dataclass
+class RunSection:
+    """Where and how the run executes."""
+
+    seed: int = param(0, "Seed of every random draw (data order, crops, masks, initialisation).", ge=0)
+    device: Literal["auto", "cpu", "cuda"] = param("auto", "Training device; auto picks CUDA when available.")
+    precision: Literal["fp32", "bf16", "fp16"] = param(
+        "fp32", "Autocast precision: bf16 works on CPU and CUDA, fp16 (with a grad scaler) on CUDA only.")
+    name: str | None = param(None, "A label for the run (TensorBoard, ablation tables).")
+
+
+@dataclass
+class DataSection:
+    """The images and how they become multi-crop batches."""
+
+    dataset: Component = param(default_factory=lambda: {"name": "synthetic"},
+                               doc="Dataset plugin and its parameters (``name`` + parameters).")
+    augmentation: Component = param(default_factory=lambda: {"name": "kornia_multicrop"},
+                                    doc="Multi-crop augmentation plugin and its parameters.")
+    batch_size: int = param(64, "Images per process per step (the global batch is this times the world size).",
+                            ge=1)
+    num_workers: int = param(2, "Data-loader worker processes per training process (0: load in the main process).",
+                             ge=0)
+    max_bad_fraction: float = param(0.01, "Stop with an error when more than this fraction of images fail to decode.",
+                                    ge=0.0, le=1.0)
+
+
+@dataclass
+class ModelSection:
+    """The student network; the teacher is its EMA copy."""
+
+    backbone: Component = param(default_factory=lambda: {"name": "vit"}, doc="Backbone plugin and its parameters.")
+    heads: dict[str, Component] = param(default_factory=dict,
+                                        doc="Projection heads by name; losses refer to them by this name.")
+
+
+@dataclass
+class MaskingSection:
+    """Which global crops are masked and how (used when a loss needs masks)."""
+
+    crop_policy: Component = param(default_factory=lambda: {"name": "random_fraction"},
+                                   doc="Crop-selection policy: which global crops get a mask.")
+    masker: Component = param(default_factory=lambda: {"name": "block"}, doc="Mask generator for the selected crops.")
+
+
+@dataclass
+class OptimSection:
+    """AdamW and its schedules (reference section 6)."""
+
+    param_groups: Component = param(default_factory=lambda: {"name": "dinov2"},
+                                    doc="Optimizer-grouping policy (lr / weight-decay multipliers).")
+    base_lr: float = param(0.004, "Learning rate at the reference batch size.", gt=0.0)
+    lr_scaling: Literal["sqrt", "linear", "none"] = param(
+        "sqrt", "lr = base_lr * (global_batch / reference_batch) ** 0.5 (sqrt), ** 1 (linear) or base_lr (none).")
+    reference_batch_size: int = param(1024, "The batch size at which lr equals base_lr.", ge=1)
+    min_lr: float = param(1e-6, "Final learning rate of the cosine schedule.", ge=0.0)
+    warmup_epochs: float = param(10.0, "Linear lr warm-up length in epochs (see train.epoch_length).", ge=0.0)
+    weight_decay: float = param(0.04, "Weight decay at the start of the cosine schedule.", ge=0.0)
+    weight_decay_end: float = param(0.4, "Weight decay at the end of the cosine schedule.", ge=0.0)
+    betas: tuple[float, float] = param((0.9, 0.999), "AdamW betas.")
+    eps: float = param(1e-8, "AdamW epsilon.", gt=0.0)
+    clip_grad: float | None = param(3.0, "Clip the global gradient norm to this value (null: no clipping).", gt=0.0)
+    freeze_last_layer_epochs: float = param(1.0, "Epochs during which the heads' last layers get lr 0.", ge=0.0)
+    implementation: Literal["auto", "foreach", "fused", "for_loop"] = param(
+        "auto", "AdamW kernel: fused on CUDA, foreach on CPU when auto.")
+
+
+@dataclass
+class TeacherSection:
+    """The EMA teacher and its temperature (reference sections 1 and 3)."""
+
+    momentum: float = param(0.992, "EMA momentum at the start (cosine schedule to momentum_end).", ge=0.0, le=1.0)
+    momentum_end: float = param(1.0, "EMA momentum at the end of the run.", ge=0.0, le=1.0)
+    temp: float = param(0.04, "Teacher softmax temperature at the start of the warm-up.", gt=0.0)
+    temp_end: float = param(0.07, "Teacher temperature after the warm-up.", gt=0.0)
+    temp_warmup_epochs: float = param(30.0, "Linear teacher-temperature warm-up length in epochs.", ge=0.0)
+
+
+@dataclass
+class TrainSection:
+    """Length, checkpoints, logging and the execution strategy."""
+
+    max_steps: int = param(1000, "Total optimizer steps.", ge=1)
+    epoch_length: int = param(1250, "Steps per 'epoch' for the schedules (the official recipes use 1250).", ge=1)
+    checkpoint_every: int = param(500, "Save a checkpoint every this many steps (and always at the end).", ge=1)
+    keep_checkpoints: int = param(3, "How many of the latest checkpoints to keep.", ge=1)
+    log_every: int = param(10, "Log scalars (and sync with the device) every this many steps.", ge=1)
+    strategy: Literal["auto", "single", "ddp", "fsdp2"] = param(
+        "auto", "Multi-process strategy under torchrun; auto: ddp when the world size is above 1.")
+    compile: bool = param(False, "torch.compile the backbone and heads.")
+    max_nonfinite_steps: int = param(
+        0, "Skip up to this many steps whose loss is NaN/inf before stopping (0: stop at the first).", ge=0)
+
+
+@dataclass
+class EvalSection:
+    """Evaluation during and after training (kNN on a labelled train/test pair)."""
+
+    train_data: Component | None = param(None, "Labelled dataset for the kNN memory bank (dataset plugin).")
+    test_data: Component | None = param(None, "Labelled dataset to classify (dataset plugin).")
+    every: int = param(0, "Run kNN every this many steps (0: only at the end).", ge=0)
+    at_end: bool = param(True, "Run kNN when training ends (when train_data and test_data are set).")
+    at_start: bool = param(False, "Also evaluate the initial model (to show what training added).")
+    k: int = param(20, "Neighbours for the reported kNN top-1.", ge=1)
+    temperature: float = param(0.07, "kNN vote temperature.", gt=0.0)
+    image_size: int | None = param(None, "Evaluation image size (null: the global crop size).", ge=1)
+    batch_size: int = param(256, "Feature-extraction batch size.", ge=1)
+
+
+@dataclass
+class MonitorSection:
+    """TensorBoard images and collapse detection."""
+
+    image_every: int = param(0, "Log the crops grid and patch PCA every this many steps (0: only at the start).",
+                             ge=0)
+    stop_on_collapse: bool = param(False, "Stop the run when the collapse detector fires.")
+    collapse: dict[str, Any] = param(default_factory=dict, doc="Collapse-detector thresholds (see monitoring docs).")
+
+
+@dataclass
+class Recipe:
+    """A whole training recipe."""
+
+    run: RunSection = param(default_factory=RunSection, doc="Seed, device and precision.")
+    data: DataSection = param(default_factory=DataSection, doc="Dataset, augmentation and batching.")
+    model: ModelSection = param(default_factory=ModelSection, doc="Backbone and heads.")
+    losses: dict[str, Component] = param(default_factory=dict,
+                                         doc="Loss terms by name: plugin name, weight and parameters.")
+    masking: MaskingSection = param(default_factory=MaskingSection, doc="Crop selection and masks.")
+    optim: OptimSection = param(default_factory=OptimSection, doc="Optimizer and schedules.")
+    teacher: TeacherSection = param(default_factory=TeacherSection, doc="EMA teacher.")
+    train: TrainSection = param(default_factory=TrainSection, doc="Run length and checkpoints.")
+    eval: EvalSection = param(default_factory=EvalSection, doc="Evaluation.")
+    monitor: MonitorSection = param(default_factory=MonitorSection, doc="Monitoring.")

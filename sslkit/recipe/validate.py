@@ -1,0 +1,132 @@
+"""Validating a composed recipe completely before anything is built.
+
+Core keys are checked against :mod:`sslkit.recipe.schema`; every component entry is checked
+against its plugin's parameter schema. All problems are collected and reported together, each
+with its file and line (or the command-line override), dotted key, expectation and a close
+match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sslkit.errors import Problem, RecipeError
+from sslkit.params import to_dict, validate
+from sslkit.recipe.compose import apply_overrides, load_layers
+from sslkit.recipe.schema import Recipe
+from sslkit.recipe.source import Locations
+from sslkit.registry import Component, Registry, get_registry
+
+#: Keys that belong to the engine inside a component entry, per kind (not plugin parameters).
+RESERVED_KEYS = {"loss": ("name", "weight")}
+
+
+@dataclass
+class ComponentSpec:
+    """A validated component entry: which plugin, its parameters, and (for losses) the weight."""
+
+    key: str  # dotted key in the recipe, e.g. "losses.dino"
+    component: Component
+    params: Any
+    weight: float = 1.0
+
+
+@dataclass
+class ResolvedRecipe:
+    """A fully validated recipe: the typed core, the validated components and plain data."""
+
+    recipe: Recipe
+    components: dict[str, ComponentSpec]
+    data: dict[str, Any]
+    source: str
+    locations: Locations = field(default_factory=dict)
+
+    def spec(self, key: str) -> ComponentSpec:
+        return self.components[key]
+
+
+def _component_entries(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
+    entries = [("dataset", "data.dataset", recipe.data.dataset),
+               ("augmentation", "data.augmentation", recipe.data.augmentation),
+               ("backbone", "model.backbone", recipe.model.backbone),
+               ("crop_policy", "masking.crop_policy", recipe.masking.crop_policy),
+               ("masker", "masking.masker", recipe.masking.masker),
+               ("param_groups", "optim.param_groups", recipe.optim.param_groups)]
+    entries += [("head", f"model.heads.{n}", spec) for n, spec in recipe.model.heads.items()]
+    entries += [("loss", f"losses.{n}", spec) for n, spec in recipe.losses.items()]
+    for which in ("train_data", "test_data"):
+        spec = getattr(recipe.eval, which)
+        if spec is not None:
+            entries.append(("dataset", f"eval.{which}", spec))
+    return entries
+
+
+def _check_component(kind: str, key: str, spec: dict[str, Any], registry: Registry, locations: Locations,
+                     problems: list[Problem]) -> ComponentSpec | None:
+    locate = locations.get
+    name = spec.get("name")
+    if not isinstance(name, str):
+        problems.append(Problem(f"{key}.name", f"required: the name of a registered {kind} plugin; available: "
+                                f"{', '.join(registry.names(kind))}", locate(key)))
+        return None
+    try:
+        component = registry.get(kind, name)
+    except Exception as exc:  # PluginError: unknown or conflicting name, with suggestions
+        problems.append(Problem(f"{key}.name", str(exc), locate(f"{key}.name") or locate(key)))
+        return None
+    reserved = RESERVED_KEYS.get(kind, ("name",))
+    weight = spec.get("weight", 1.0)
+    if kind == "loss" and (isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0):
+        problems.append(Problem(f"{key}.weight", f"expected a number >= 0, got {weight!r}", locate(f"{key}.weight")))
+    values = {k: v for k, v in spec.items() if k not in reserved}
+    params = validate(component.params, values, prefix=key, locate=locate, problems=problems)
+    return ComponentSpec(key, component, params, float(weight) if kind == "loss" else 1.0)
+
+
+def resolve(data: dict[str, Any], locations: Locations, source: str,
+            registry: Registry | None = None) -> ResolvedRecipe:
+    """Validate composed recipe ``data``; raise :class:`RecipeError` listing every problem."""
+    registry = registry or get_registry()
+    problems: list[Problem] = []
+    recipe = validate(Recipe, data, locate=locations.get, problems=problems)
+    if recipe is None:
+        raise RecipeError(problems, header=f"invalid recipe {source}")
+    components: dict[str, ComponentSpec] = {}
+    for kind, key, spec in _component_entries(recipe):
+        checked = _check_component(kind, key, spec, registry, locations, problems)
+        if checked is not None:
+            components[key] = checked
+    if not recipe.losses:
+        problems.append(Problem("losses", "at least one loss is required", locations.get("losses")))
+    if problems:
+        raise RecipeError(problems, header=f"invalid recipe {source}")
+    plain = to_dict(recipe)
+    for key, spec in components.items():
+        entry = {"name": spec.component.name}
+        if spec.component.kind == "loss":
+            entry["weight"] = spec.weight
+        entry.update(to_dict(spec.params))
+        _set_dotted(plain, key, entry)
+    return ResolvedRecipe(recipe, components, plain, source, locations)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        data = data[part]
+    data[parts[-1]] = value
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                registry: Registry | None = None) -> ResolvedRecipe:
+    """Load ``path`` with its bases, apply ``KEY=VALUE`` overrides and validate everything."""
+    data, locations = load_layers(Path(path))
+    data = apply_overrides(data, locations, list(overrides))
+    return resolve(data, locations, str(path), registry)
+
+
+def load_resolved(data: dict[str, Any], source: str, registry: Registry | None = None) -> ResolvedRecipe:
+    """Validate an already resolved recipe (e.g. the ``recipe.yaml`` saved in a run directory)."""
+    return resolve(data, {}, source, registry)
