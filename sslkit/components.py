@@ -125,6 +125,7 @@ class StepContext:
     batch_size: int  # images per process
     global_batch_size: int  # images over all processes
     epoch_length: int = 1250
+    teacher_backbone: nn.Module | None = None  # the EMA teacher's backbone (read-only; e.g. Gram anchoring)
 
 
 @dataclass
@@ -148,7 +149,7 @@ class StepOutputs:
     teacher_cls_logits: dict[str, Tensor] = field(default_factory=dict)
     student_masked_logits: dict[str, Tensor] = field(default_factory=dict)
     teacher_masked_logits: dict[str, Tensor] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    crops: Crops | None = None  # the step's crops, for losses that run a model of their own
 
 
 class Loss(nn.Module):

@@ -29,6 +29,7 @@ def compute_outputs(student: nn.Module, teacher: Teacher, crops: Crops, masks: T
         teacher_cls_logits=teacher_cls,
         student_masked_logits=student_patch,
         teacher_masked_logits=teacher_patch,
+        crops=crops,
     )
 
 

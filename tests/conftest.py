@@ -1,0 +1,24 @@
+"""Shared test helpers: paths to the repository, recipes and the shared CIFAR-10 data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    """Write YAML text to ``tmp_path/NAME`` and return its path."""
+
+    def write(text: str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
