@@ -99,7 +99,7 @@ class Head(nn.Module):
     """
 
     out_dim: int
-    last_layer: nn.Module | None = None
+    last_layer: nn.Module | None  # set in __init__ (a class default would hide the submodule)
 
 
 @dataclass(frozen=True)

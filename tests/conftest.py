@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models on a 2-core machine: one intra-op thread avoids contention with loader workers
+# and parallel processes (multi-process tests start their own processes).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"

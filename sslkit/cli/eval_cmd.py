@@ -8,15 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sslkit.data.loader import build_eval_loader
-from sslkit.data.resolve import dataset_from_path
-from sslkit.engine.restore import load_backbone
-from sslkit.engine.strategy import pick_device
-from sslkit.eval.features import extract_features
-from sslkit.eval.knn import knn_classify
-from sslkit.eval.linear import linear_probe
-from sslkit.monitoring.progress import Progress
-
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="kNN or linear-probe evaluation of a checkpoint")
@@ -29,6 +20,8 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--test-data", required=True, help="labelled image folder or tar archive of one")
         q.add_argument("--which", choices=("teacher", "student"), default="teacher")
         q.add_argument("--image-size", type=int, help="evaluation size (default: the run's global crop size)")
+        q.add_argument("--crop-fraction", type=float,
+                       help="centre-crop fraction (default: the run's eval.crop_fraction)")
         q.add_argument("--batch-size", type=int, default=256)
         q.add_argument("--num-workers", type=int, default=2)
         q.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -42,30 +35,36 @@ def add_parser(sub: Any) -> None:
 
 
 def _features(args: argparse.Namespace, with_patch_mean: bool = False) -> tuple[Any, ...]:
+    from sslkit.data.eval_loader import build_eval_loader
+    from sslkit.data.resolve import dataset_from_path
+    from sslkit.engine.evaluation import eval_geometry
+    from sslkit.engine.restore import load_backbone
+    from sslkit.engine.strategy import pick_device
+    from sslkit.eval.features import extract_features
+    from sslkit.monitoring.progress import Progress
+
     backbone, resolved, step = load_backbone(args.checkpoint, args.which)
     device = pick_device(args.device, 0)
     backbone.to(device)
-    size = args.image_size or int(resolved.recipe.data.augmentation.get("global_crop_size", 224))
+    size, mean, std = eval_geometry(resolved)
+    size = args.image_size or size
+    crop_fraction = args.crop_fraction or resolved.recipe.eval.crop_fraction
     out = []
     for name, path in (("train", args.train_data), ("test", args.test_data)):
         dataset = dataset_from_path(path)
         loader = build_eval_loader(dataset, image_size=size, batch_size=args.batch_size,
-                                   num_workers=args.num_workers)
-        progress = Progress(len(loader), stream=sys.stderr)
-        done = [0]
-
-        def tick(images: int, progress: Progress = progress, done: list[int] = done) -> None:
-            done[0] += 1
-            progress.update(done[0], images, {})
-
+                                   num_workers=args.num_workers, mean=mean, std=std, crop_fraction=crop_fraction)
+        progress = Progress(len(loader), stream=sys.stderr, desc=f"{name} features")
         out.append(extract_features(backbone, loader, device=device, with_patch_mean=with_patch_mean,
-                                    progress=tick))
+                                    progress=progress.update))
         progress.close()
         print(f"{name}: {len(dataset)} images from {path}", file=sys.stderr)
     return out[0], out[1], step
 
 
 def run_knn(args: argparse.Namespace) -> int:
+    from sslkit.eval.knn import knn_classify
+
     (train_x, train_y), (test_x, test_y), step = _features(args)
     results = knn_classify(train_x, train_y, test_x, test_y, ks=tuple(args.k), temperature=args.temperature)
     for k, r in results.items():
@@ -79,6 +78,8 @@ def run_knn(args: argparse.Namespace) -> int:
 
 
 def run_linear(args: argparse.Namespace) -> int:
+    from sslkit.eval.linear import linear_probe
+
     (train_x, train_y), (test_x, test_y), step = _features(args, with_patch_mean=args.patch_mean)
     options = {"lrs": tuple(args.lrs)} if args.lrs else {}
     result = linear_probe(train_x, train_y, test_x, test_y, **options)

@@ -7,10 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
-
-from sslkit.engine.restore import load_backbone
-
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="write a backbone's weights as safetensors (timm layout for ViTs)",
@@ -25,6 +21,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from sslkit.engine.restore import load_backbone
+
     backbone, _, step = load_backbone(args.checkpoint, args.which)
     weights, metadata = backbone.export_weights()
     metadata = {**metadata, "sslkit_step": str(step), "sslkit_which": args.which}

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sslkit import __version__
-from sslkit.cli import eval_cmd, export_cmd, plugins_cmd, recipe_cmd, train_cmd
+from sslkit.cli import ablate_cmd, eval_cmd, export_cmd, new_plugin_cmd, plugins_cmd, recipe_cmd, train_cmd
 from sslkit.errors import SSLKitError
 
 DESCRIPTION = """\
@@ -27,7 +27,7 @@ examples:
   torchrun --nproc_per_node 4 -m sslkit train RECIPE --output-dir DIR
 """
 
-COMMANDS = (plugins_cmd, recipe_cmd, train_cmd, eval_cmd, export_cmd)
+COMMANDS = (plugins_cmd, recipe_cmd, train_cmd, eval_cmd, export_cmd, ablate_cmd, new_plugin_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sslkit`` console script and ``python -m sslkit``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # KEY=VALUE overrides may come after options (argparse stops collecting positionals there)
+        if not hasattr(args, "overrides") or any(x.startswith("-") or "=" not in x for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

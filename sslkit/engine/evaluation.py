@@ -5,11 +5,24 @@ from __future__ import annotations
 from torch import nn
 
 from sslkit.components import BuildContext
-from sslkit.data.loader import build_eval_loader
+from sslkit.data.eval_loader import build_eval_loader
 from sslkit.engine.strategy import ProcessInfo
 from sslkit.eval.features import extract_features
 from sslkit.eval.knn import knn_classify
 from sslkit.recipe import ResolvedRecipe
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def eval_geometry(resolved: ResolvedRecipe) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """Evaluation image size and normalisation: the recipe's eval size (default: the global crop
+    size) and the augmentation's mean and std (ImageNet statistics when it has none)."""
+    params = resolved.spec("data.augmentation").params
+    size = resolved.recipe.eval.image_size or int(getattr(params, "global_crop_size", 224))
+    mean = tuple(getattr(params, "mean", IMAGENET_MEAN))
+    std = tuple(getattr(params, "std", IMAGENET_STD))
+    return size, mean, std
 
 
 class OnlineEvaluator:
@@ -21,8 +34,7 @@ class OnlineEvaluator:
         self.enabled = self.config.train_data is not None and self.config.test_data is not None
         self._datasets = None
         self._resolved = resolved
-        augmentation = resolved.recipe.data.augmentation
-        self.image_size = self.config.image_size or int(augmentation.get("global_crop_size", 224))
+        self.image_size, self.mean, self.std = eval_geometry(resolved)
 
     def due(self, step: int) -> bool:
         return self.enabled and self.config.every > 0 and step % self.config.every == 0
@@ -41,7 +53,8 @@ class OnlineEvaluator:
         features = []
         for dataset in (train_set, test_set):
             loader = build_eval_loader(dataset, image_size=self.image_size, batch_size=self.config.batch_size,
-                                       num_workers=0)
+                                       num_workers=0, mean=self.mean, std=self.std,
+                                       crop_fraction=self.config.crop_fraction)
             features.append(extract_features(backbone, loader, device=self.info.device))
         (train_x, train_y), (test_x, test_y) = features
         result = knn_classify(train_x, train_y, test_x, test_y, ks=(self.config.k,),

@@ -34,8 +34,9 @@ class RunMonitor:
         self.writer: Any = None
         self.progress: Progress | None = None
         self.detector = diagnostics.CollapseDetector(
-            validate(diagnostics.CollapseThresholds, self.recipe.monitor.collapse, prefix="monitor.collapse"))
+            validate(diagnostics.CollapseParams, self.recipe.monitor.collapse, prefix="monitor.collapse"))
         self._captured: dict[str, Tensor] = {}
+        self._captured_step = 0
         self._window_start = time.perf_counter()
         self._window_images = 0
         self._window_wait = 0.0
@@ -48,7 +49,7 @@ class RunMonitor:
 
         self.writer = SummaryWriter(log_dir=str(self.trainer.output_dir))
         self.writer.add_text("recipe", f"```\n{self._resolved_text}\n```", step)
-        self.progress = Progress(self.recipe.train.max_steps, start_step=step)
+        self.progress = Progress(self.recipe.train.max_steps, start_step=step, log_every=self.recipe.train.log_every)
         self._window_start = time.perf_counter()
 
     def _image_step(self, step: int) -> bool:
@@ -64,6 +65,7 @@ class RunMonitor:
             return
         if self._log_step(step):
             self._captured = {"student_cls": outputs.student_global.cls.detach()}
+            self._captured_step = step
             for name, logits in outputs.teacher_cls_logits.items():
                 self._captured[f"teacher_logits/{name}"] = logits.detach()
         if self._image_step(step) and self.writer is not None:
@@ -91,6 +93,7 @@ class RunMonitor:
         values.update(self._schedule_values(step - 1))
         values.update(self._diagnostics())
         values.update(self._memory())
+        images = self._window_images
         self._window_start, self._window_images, self._window_wait = time.perf_counter(), 0, 0.0
         if not self.enabled:
             return {k[5:]: v for k, v in values.items() if k.startswith("loss/")}
@@ -104,7 +107,7 @@ class RunMonitor:
 
                 raise SSLKitError(f"stopped at step {step} (monitor.stop_on_collapse): {warning}")
         if self.progress is not None:
-            self.progress.update(step, values["perf/images_per_s"], {"loss": values["loss/total"]})
+            self.progress.update(step, images, {"loss": values["loss/total"]})
         return {k[5:]: v for k, v in values.items() if k.startswith("loss/")}
 
     def _schedule_values(self, step: int) -> dict[str, float]:
@@ -122,21 +125,23 @@ class RunMonitor:
         return values
 
     def _diagnostics(self) -> dict[str, float]:
+        """Health metrics of the captured step: teacher distributions per head, student CLS features,
+        and whatever the losses report (e.g. center norms)."""
         found: dict[str, Tensor] = {}
         cls = self._captured.get("student_cls")
         if cls is not None:
-            found["health/student_cls_std"] = diagnostics.feature_std(cls.float())
-            found["health/student_cls_effective_rank"] = diagnostics.effective_rank(cls.float())
-        temp = self.trainer.schedules.teacher_temp(0)
+            for key, value in diagnostics.health_metrics(features=cls.float()).items():
+                found[f"health/student_cls/{key}"] = value
+        temp = self.trainer.schedules.teacher_temp(self._captured_step)
         for key, logits in self._captured.items():
             if key.startswith("teacher_logits/"):
                 name = key.split("/", 1)[1]
                 probs = torch.softmax(logits.float() / temp, dim=-1)
-                found[f"health/{name}_teacher_entropy_gap"] = diagnostics.entropy_gap_to_uniform(probs)
-                found[f"health/{name}_prototype_usage"] = diagnostics.prototype_usage(probs)
+                for metric, value in diagnostics.health_metrics(probs=probs).items():
+                    found[f"health/{name}/{metric}"] = value
         for name, loss in self.trainer.parts.losses.items():
             for key, value in loss.diagnostics().items():
-                found[f"health/{name}_{key}"] = value
+                found[f"health/{name}/{key}"] = value
         if not found:
             return {}
         numbers = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().cpu() for v in found.values()])

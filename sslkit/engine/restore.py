@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -34,7 +35,10 @@ def load_backbone(path: Path, which: str = "teacher") -> tuple[Backbone, Resolve
     augmentation = resolved.recipe.data.augmentation
     ctx = BuildContext(seed=resolved.recipe.run.seed, global_crop_size=augmentation.get("global_crop_size"),
                        local_crop_size=augmentation.get("local_crop_size"))
-    backbone: Backbone = spec.component.factory(spec.params, ctx)
+    params = spec.params
+    # the checkpoint holds the trained weights: do not reload (or download) the starting weights
+    overrides = {k: v for k, v in (("init_from", None), ("pretrained", False)) if hasattr(params, k)}
+    backbone: Backbone = spec.component.factory(dataclasses.replace(params, **overrides), ctx)
     prefix = "backbone."
     weights = {k[len(prefix):]: v for k, v in payload[which].items() if k.startswith(prefix)}
     missing, unexpected = backbone.load_state_dict(weights, strict=False)

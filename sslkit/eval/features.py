@@ -59,8 +59,7 @@ def extract_features(
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     device = torch.device(device) if device is not None else _backbone_device(backbone)
     modes = {module: module.training for module in backbone.modules()}
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if precision == "bf16" else nullcontext())
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     features: list[Tensor] = []
     labels: list[Tensor] = []
     backbone.eval()

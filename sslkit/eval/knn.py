@@ -17,8 +17,9 @@ from torch import Tensor
 
 def _check_pair(features: Tensor, labels: Tensor, name: str) -> None:
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
-        raise ValueError(f"{name}: expected features [N, D] and labels [N], got {tuple(features.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"{name}: expected features [N, D] and labels [N], got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
     if features.shape[0] == 0:
         raise ValueError(f"{name}: no samples")
     if labels.min() < 0:
@@ -40,9 +41,11 @@ def knn_classify(
 
     Votes: class ``c`` scores ``sum_{i in top-k neighbours, y_i = c} exp(s_i / T)`` with ``s_i``
     the cosine similarity (computed as ``exp((s_i - s_max) / T)``, the same ranking without
-    overflow at small ``T``). ``top5`` is the top-``min(5, C)`` accuracy, so it is 100% when
-    there are at most 5 classes. ``k`` larger than the training set is clipped to its size (the
-    result stays under the requested ``k``). ``num_classes`` defaults to the largest label + 1.
+    overflow at small ``T``). ``top5`` counts a hit when the true class is among the
+    ``min(5, C)`` classes with the most votes *and* received at least one vote (so top-5 is not
+    filled with arbitrary zero-vote classes when the neighbours span few classes). ``k`` larger
+    than the training set is clipped to its size (the result stays under the requested ``k``).
+    ``num_classes`` defaults to the largest label + 1.
 
     The test set is processed ``chunk_size`` rows at a time (peak memory about
     ``chunk_size * N_train`` floats), on the device of ``train_features``. Results are
@@ -82,9 +85,8 @@ def knn_classify(
         for k, k_used in clipped.items():
             votes = torch.zeros(test.shape[0], num_classes, device=device)
             votes.scatter_add_(1, neighbour_labels[:, :k_used], weight[:, :k_used])
-            ranked = votes.topk(n_top, dim=1).indices
-            hits = ranked == truth[:, None]
+            top_votes, ranked = votes.topk(n_top, dim=1)
+            hits = (ranked == truth[:, None]) & (top_votes > 0)
             correct[k] += torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum()])
     n_test = test_features.shape[0]
-    return {k: {"top1": 100.0 * int(c[0]) / n_test, "top5": 100.0 * int(c[1]) / n_test}
-            for k, c in correct.items()}
+    return {k: {"top1": 100.0 * int(c[0]) / n_test, "top5": 100.0 * int(c[1]) / n_test} for k, c in correct.items()}

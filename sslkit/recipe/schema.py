@@ -121,6 +121,9 @@ class EvalSection:
     k: int = param(20, "Neighbours for the reported kNN top-1.", ge=1)
     temperature: float = param(0.07, "kNN vote temperature.", gt=0.0)
     image_size: int | None = param(None, "Evaluation image size (null: the global crop size).", ge=1)
+    crop_fraction: float = param(0.875, "Resize the shorter side to image_size / crop_fraction, then centre-crop "
+                                 "(0.875 is the ImageNet convention; 1.0 for images already at the size).",
+                                 gt=0.0, le=1.0)
     batch_size: int = param(256, "Feature-extraction batch size.", ge=1)
 
 

@@ -44,7 +44,8 @@ def _error(path: Path, overrides: tuple[str, ...] = ()) -> str:
         # 8. plugin parameter of the wrong type
         ("model:\n  backbone:\n    patch_size: [4]\n", 4, "model.backbone.patch_size: expected an integer"),
         # 9. a component without a name
-        ("losses:\n  extra:\n    weight: 1.0\n", 3, "losses.extra.name: required: the name of a registered loss plugin"),
+        ("losses:\n  extra:\n    weight: 1.0\n", 3,
+         "losses.extra.name: required: the name of a registered loss plugin"),
         # 10. a negative loss weight
         ("losses:\n  dino:\n    weight: -1\n", 4, "losses.dino.weight: expected a number >= 0, got -1"),
     ],

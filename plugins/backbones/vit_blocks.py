@@ -1,0 +1,157 @@
+"""Building blocks of the DINOv2 Vision Transformer (reference section 7).
+
+Module and parameter names follow timm's ``VisionTransformer`` (``attn.qkv``, ``attn.proj``,
+``ls1.gamma``, ``mlp.fc1`` / ``mlp.fc2``), so that weights convert to and from timm by renaming
+almost nothing. The SwiGLU feed-forward packs its two input projections into one ``fc1`` like
+timm's ``SwiGLUPacked`` (the official DINOv2 release calls them ``w12`` / ``w3``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LAYER_NORM_EPS = 1e-6
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch_size`` x ``patch_size`` patches -> ``embed_dim`` (one strided conv)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``[B, C, H, W]`` -> ``[B, D, H / p, W / p]``."""
+        return self.proj(images)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection and PyTorch's fused SDPA kernel."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)  # scale 1 / sqrt(head_dim)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    """``fc2(GELU(fc1(x)))`` with hidden width ``mlp_ratio * dim``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def swiglu_hidden_dim(dim: int, mlp_ratio: float) -> int:
+    """DINOv2's SwiGLU width: 2/3 of the MLP width, rounded up to a multiple of 8
+    (4096 for ViT-g: 1536 * 4 * 2 / 3)."""
+    return (int(dim * mlp_ratio * 2 / 3) + 7) // 8 * 8
+
+
+class SwiGLU(nn.Module):
+    """``fc2(SiLU(a) * b)`` where ``[a, b] = fc1(x)`` (packed: ``fc1`` outputs ``2 * hidden``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 2 * hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(F.silu(a) * b)
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable scale ``gamma`` (initialised to ``init_value``)."""
+
+    def __init__(self, dim: int, init_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init_value))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+def drop_path(x: Tensor, rate: float) -> Tensor:
+    """Stochastic depth: zero whole samples with probability ``rate``, scale the rest by
+    ``1 / (1 - rate)`` so that the expectation is unchanged."""
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
+
+
+#: Above this drop-path rate a block computes its residual branches on the kept samples only.
+SUBSET_DROP_PATH_ABOVE = 0.1
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + ls1(attn(norm1(x)))``, then ``x + ls2(mlp(norm2(x)))``.
+
+    Drop-path (training only) drops each residual branch per sample. Above a rate of 0.1 it
+    follows DINOv2's faster form: the branch runs on a random subset of
+    ``max(1, int(B * (1 - rate)))`` samples and is added back scaled by ``B / subset`` (same
+    expectation, and the dropped samples cost nothing).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp: nn.Module,
+        qkv_bias: bool,
+        layerscale_init: float | None,
+        drop_path_rate: float,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.ls1 = LayerScale(dim, layerscale_init) if layerscale_init is not None else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = mlp
+        self.ls2 = LayerScale(dim, layerscale_init) if layerscale_init is not None else nn.Identity()
+        self.drop_path_rate = drop_path_rate
+
+    def _attn_branch(self, x: Tensor) -> Tensor:
+        return self.ls1(self.attn(self.norm1(x)))
+
+    def _mlp_branch(self, x: Tensor) -> Tensor:
+        return self.ls2(self.mlp(self.norm2(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        rate = self.drop_path_rate if self.training else 0.0
+        if rate > SUBSET_DROP_PATH_ABOVE:
+            x = _add_on_subset(x, self._attn_branch, rate)
+            return _add_on_subset(x, self._mlp_branch, rate)
+        if rate > 0.0:
+            x = x + drop_path(self._attn_branch(x), rate)
+            return x + drop_path(self._mlp_branch(x), rate)
+        x = x + self._attn_branch(x)
+        return x + self._mlp_branch(x)
+
+
+def _add_on_subset(x: Tensor, branch: Callable[[Tensor], Tensor], rate: float) -> Tensor:
+    """``x`` plus ``branch`` computed on a random subset of the batch, rescaled to keep the expectation."""
+    b = x.shape[0]
+    keep = max(int(b * (1.0 - rate)), 1)
+    subset = torch.randperm(b, device=x.device)[:keep]
+    residual = branch(x[subset])
+    return torch.index_add(x, 0, subset, residual.to(x.dtype), alpha=b / keep)

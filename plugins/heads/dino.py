@@ -1,0 +1,84 @@
+"""The DINO projection head (reference section 2).
+
+``x -> MLP (in -> hidden -> ... -> bottleneck, GELU) -> L2-normalise -> prototypes``: an MLP
+of ``nlayers`` linear layers (in -> 2048 -> 2048 -> 256 by default) with GELU between them
+and optional BatchNorm, an L2 normalisation of the bottleneck, then a bias-free
+weight-normalised linear layer to ``out_dim`` prototypes (magnitude fixed to 1, see
+:mod:`sslkit_plugins.heads.prototypes`). The outputs are cosine similarities in [-1, 1];
+the losses divide them by their temperatures.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sslkit.components import BuildContext, Head
+from sslkit.params import param
+from sslkit_plugins.heads.prototypes import NormalizedPrototypes
+
+
+@dataclass
+class DINOHeadParams:
+    """Parameters of the ``dino`` head."""
+
+    out_dim: int = param(
+        65536,
+        "Number of prototypes K (the head's output size): 65536 for ViT-L in DINOv2, 131072 in the "
+        "ViT-L/14 and ViT-g recipes; a few thousand is enough for small datasets.",
+        ge=1,
+    )
+    hidden_dim: int = param(2048, "Width of the MLP's hidden layers.", ge=1)
+    bottleneck_dim: int = param(256, "Width of the MLP's output, L2-normalised before the prototypes.", ge=1)
+    nlayers: int = param(3, "Number of linear layers in the MLP (1: a single linear map to the bottleneck).", ge=1)
+    use_bn: bool = param(False, "BatchNorm after every hidden linear layer (off in DINO / DINOv2).")
+
+
+def _mlp(in_dim: int, params: DINOHeadParams) -> nn.Sequential:
+    """``nlayers`` linear layers in -> hidden -> ... -> bottleneck, with [BatchNorm,] GELU between them."""
+    widths = [in_dim] + [params.hidden_dim] * (params.nlayers - 1) + [params.bottleneck_dim]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        layers.append(nn.Linear(a, b))
+        if i < params.nlayers - 1:
+            if params.use_bn:
+                layers.append(nn.BatchNorm1d(b))
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+class DINOHead(Head):
+    """DINO head: MLP -> L2-normalise -> ``out_dim`` unit-norm prototypes (cosine logits).
+
+    Input: tokens ``[M, embed_dim]`` (the width comes from ``ctx.embed_dim``); output:
+    logits ``[M, out_dim]`` in [-1, 1]. Linear weights are initialised trunc-normal with
+    std 0.02 and biases to 0. ``last_layer`` (the prototypes) is what the optimizer freezes
+    during the first epoch.
+    """
+
+    def __init__(self, params: DINOHeadParams, ctx: BuildContext) -> None:
+        super().__init__()
+        if ctx.embed_dim is None:
+            raise ValueError(f"{type(self).__name__} needs the backbone width (BuildContext.embed_dim)")
+        self.out_dim = params.out_dim
+        self.mlp = _mlp(ctx.embed_dim, params)
+        for module in self.mlp.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+        self.last_layer = NormalizedPrototypes(params.bottleneck_dim, params.out_dim)
+
+    @property  # type: ignore[override]
+    def last_layer(self) -> NormalizedPrototypes:
+        """The registered prototype layer (a property so that ``Head.last_layer = None``, a class
+        attribute, does not hide the submodule from attribute access)."""
+        return self._modules["last_layer"]  # type: ignore[return-value]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.mlp(x)
+        eps = 1e-6 if x.dtype == torch.float16 else 1e-12
+        return self.last_layer(F.normalize(x, dim=-1, eps=eps))

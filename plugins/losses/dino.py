@@ -1,0 +1,116 @@
+"""The DINO self-distillation loss on CLS tokens (reference section 3; Caron et al. 2021, eq. 3).
+
+Teacher targets ``p_t`` come from the teacher's head outputs on the global crops
+(:mod:`sslkit_plugins.losses.teacher_targets`: centering or Sinkhorn-Knopp at the scheduled
+teacher temperature); the student predicts ``log_softmax(s / student_temp)`` on every crop.
+The loss is the cross-entropy ``-sum_k p_t[k] log p_s[k]`` averaged over the images and over
+every (teacher global crop, student crop) pair except the pairs of a crop with itself:
+``n_global * (n_global - 1)`` global pairs + ``n_global * n_local`` local pairs, each pair
+weighted equally (2 + 16 = 18 pairs with 2 global and 8 local crops).
+
+Distributed runs: every process holds the same number of images, so the mean over this
+process's images is its share of the global-batch mean (DDP averages the gradients); the
+center update and Sinkhorn-Knopp reduce over the global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.params import param
+from sslkit_plugins.losses.teacher_targets import (
+    Normalization,
+    center_buffer,
+    mean_entropy,
+    teacher_probabilities,
+)
+
+
+@dataclass
+class DINOLossParams:
+    """Parameters of the ``dino`` loss."""
+
+    head: str = param("dino", "Name of the head (under model.heads) applied to the CLS tokens.")
+    student_temp: float = param(0.1, "Temperature of the student's softmax.", gt=0.0)
+    center_momentum: float = param(
+        0.9, "EMA momentum of the teacher center (normalization: centering).", ge=0.0, le=1.0
+    )
+    normalization: Normalization = param(
+        "centering",
+        "How teacher logits become targets: 'centering' (softmax of centred logits, EMA center) or "
+        "'sinkhorn_knopp' (Sinkhorn-Knopp over the global batch).",
+    )
+    sinkhorn_iterations: int = param(3, "Sinkhorn-Knopp iterations (normalization: sinkhorn_knopp).", ge=1)
+    use_local_crops: bool = param(True, "Also train the local crops' CLS tokens against the teacher's global crops.")
+
+
+def cross_view_loss(teacher_probs: Tensor, student_log_probs: Tensor) -> Tensor:
+    """Mean cross-entropy over images and over (teacher crop i, student crop j) pairs with ``j != i``.
+
+    ``teacher_probs``: ``[n_global, B, K]``; ``student_log_probs``: ``[n_student, B, K]`` with the
+    global crops first (student crop ``i < n_global`` is the same view as teacher crop ``i``).
+    The sum over all pairs is ``(sum_i p_i) . (sum_j log q_j)`` minus the same-view terms.
+    """
+    n_global, batch = teacher_probs.shape[:2]
+    n_student = student_log_probs.shape[0]
+    all_pairs = (teacher_probs.sum(dim=0) * student_log_probs.sum(dim=0)).sum()
+    same_view = (teacher_probs * student_log_probs[:n_global]).sum()
+    n_pairs = n_global * (n_student - 1)
+    return -(all_pairs - same_view) / (n_pairs * batch)
+
+
+class DINOLoss(Loss):
+    """DINO loss: cross-entropy between teacher global-crop targets and student predictions on
+    every other crop, averaged over images and crop pairs (same-view pairs excluded).
+
+    Reads ``out.teacher_cls_logits[head]`` (``[n_global * B, K]``) and
+    ``out.student_cls_logits[head]`` (global crops first, then local crops; local rows are
+    ignored when ``use_local_crops`` is false). The center is a ``[1, K]`` buffer sized from
+    ``ctx.head_dims[head]`` (checkpointed with the loss). Diagnostics: ``teacher_entropy``
+    (mean entropy of the targets, nats) and, with centering, ``center_norm``.
+    """
+
+    def __init__(self, params: DINOLossParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        self.needs = LossNeeds(cls_head=params.head, local_crops=params.use_local_crops)
+        n_student = ctx.n_global_crops + (ctx.n_local_crops if params.use_local_crops else 0)
+        if n_student < 2:
+            raise ValueError(
+                f"the dino loss needs at least two crops per image to compare (got {ctx.n_global_crops} global "
+                f"and {ctx.n_local_crops if params.use_local_crops else 0} local crops used)"
+            )
+        self.register_buffer("center", center_buffer("dino", params.head, params.normalization, ctx))
+        self._teacher_entropy: Tensor | None = None
+
+    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+        p = self.params
+        teacher = out.teacher_cls_logits[p.head]
+        student = out.student_cls_logits[p.head]
+        batch = ctx.batch_size
+        n_student = ctx.n_global + (ctx.n_local if p.use_local_crops else 0)
+        if teacher.shape[0] != ctx.n_global * batch or student.shape[0] < n_student * batch:
+            raise ValueError(
+                f"dino loss: expected {ctx.n_global * batch} teacher rows and at least {n_student * batch} "
+                f"student rows (n_global={ctx.n_global}, n_local={ctx.n_local}, batch_size={batch}), got "
+                f"{teacher.shape[0]} and {student.shape[0]}"
+            )
+        probs = teacher_probabilities(
+            teacher, ctx.teacher_temp, p.normalization, self.center, p.center_momentum, p.sinkhorn_iterations
+        )
+        log_probs = torch.log_softmax(student[: n_student * batch].float() / p.student_temp, dim=-1)
+        self._teacher_entropy = mean_entropy(probs)
+        k = probs.shape[-1]
+        return cross_view_loss(probs.view(ctx.n_global, batch, k), log_probs.view(n_student, batch, k))
+
+    def diagnostics(self) -> dict[str, float | Tensor]:
+        found: dict[str, float | Tensor] = {}
+        if self._teacher_entropy is not None:
+            found["teacher_entropy"] = self._teacher_entropy
+        if self.center is not None:
+            found["center_norm"] = self.center.detach().norm()
+        return found

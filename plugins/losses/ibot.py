@@ -1,0 +1,104 @@
+"""The iBOT masked-token loss (reference section 3; Zhou et al. 2022, as weighted in DINOv2).
+
+For every masked patch token of a student global crop, the cross-entropy between the teacher's
+target for the same crop and position (the teacher saw the crop unmasked) and the student's
+``log_softmax(s / student_temp)``. Token ``i`` of crop ``c`` is weighted ``1 / m_c`` (``m_c``:
+masked tokens of crop ``c``), so that every masked crop counts the same whatever its mask
+ratio; the weighted sum is divided by the number of global crops of this process
+(``n_global * B``, masked or not):
+
+    loss = (1 / (n_global * B)) * sum_c sum_{i masked in c} CE(p_t[c, i], p_s[c, i]) / m_c
+
+Distributed runs: each process divides by its own crop count, so the mean of the
+per-process losses (what DDP's gradient averaging optimises) is the global-batch loss; the
+center (over masked teacher logits) and Sinkhorn-Knopp (over all masked tokens) reduce over
+the global batch. Without any masked token the loss is 0, still connected to the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.params import param
+from sslkit_plugins.losses.teacher_targets import (
+    Normalization,
+    center_buffer,
+    mean_entropy,
+    teacher_probabilities,
+)
+
+
+@dataclass
+class IBOTLossParams:
+    """Parameters of the ``ibot`` loss."""
+
+    head: str = param(
+        "ibot",
+        "Name of the head (under model.heads) applied to the masked patch tokens; 'dino' shares the DINO head.",
+    )
+    student_temp: float = param(0.1, "Temperature of the student's softmax.", gt=0.0)
+    center_momentum: float = param(
+        0.9, "EMA momentum of the teacher center (normalization: centering).", ge=0.0, le=1.0
+    )
+    normalization: Normalization = param(
+        "centering",
+        "How teacher logits become targets: 'centering' (softmax of centred logits, EMA center over the "
+        "masked tokens) or 'sinkhorn_knopp' (over all masked tokens of the global batch).",
+    )
+    sinkhorn_iterations: int = param(3, "Sinkhorn-Knopp iterations (normalization: sinkhorn_knopp).", ge=1)
+
+
+def per_token_weights(masks: Tensor, n_tokens: int) -> Tensor:
+    """``1 / m_c`` for every masked token, in ``masks.nonzero()`` order (``masks``: ``[crops, N]``)."""
+    counts = masks.sum(dim=-1)
+    token_counts = torch.repeat_interleave(counts, counts, output_size=n_tokens)
+    return 1.0 / token_counts.float()
+
+
+class IBOTLoss(Loss):
+    """iBOT loss: per-masked-token cross-entropy to the teacher, each token weighted by
+    1 / (masked tokens of its crop), summed and divided by the number of global crops.
+
+    Reads ``out.student_masked_logits[head]`` and ``out.teacher_masked_logits[head]``
+    (``[M, K]``, ``masks.nonzero()`` order) and ``out.masks`` (``[n_global * B, N]``).
+    Diagnostics: ``teacher_entropy`` and, with centering, ``center_norm``.
+    """
+
+    def __init__(self, params: IBOTLossParams, ctx: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        self.needs = LossNeeds(masked_patch_head=params.head, masks=True)
+        self.register_buffer("center", center_buffer("ibot", params.head, params.normalization, ctx))
+        self._teacher_entropy: Tensor | None = None
+
+    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+        p = self.params
+        if out.masks is None:
+            raise ValueError("the ibot loss needs the step's masks (StepOutputs.masks is None)")
+        student = out.student_masked_logits[p.head]
+        teacher = out.teacher_masked_logits[p.head]
+        if student.shape != teacher.shape:
+            raise ValueError(
+                f"ibot loss: student and teacher masked logits differ in shape: "
+                f"{tuple(student.shape)} vs {tuple(teacher.shape)}"
+            )
+        probs = teacher_probabilities(
+            teacher, ctx.teacher_temp, p.normalization, self.center, p.center_momentum, p.sinkhorn_iterations
+        )
+        self._teacher_entropy = mean_entropy(probs)
+        log_probs = torch.log_softmax(student.float() / p.student_temp, dim=-1)
+        token_losses = -(probs * log_probs).sum(dim=-1)
+        weights = per_token_weights(out.masks, student.shape[0])
+        return (token_losses * weights).sum() / out.masks.shape[0]
+
+    def diagnostics(self) -> dict[str, float | Tensor]:
+        found: dict[str, float | Tensor] = {}
+        if self._teacher_entropy is not None:
+            found["teacher_entropy"] = self._teacher_entropy
+        if self.center is not None:
+            found["center_norm"] = self.center.detach().norm()
+        return found

@@ -1,0 +1,82 @@
+"""Teacher target distributions for the DINO and iBOT losses (reference section 3).
+
+Two normalisations of the teacher logits ``t`` (``[M, K]``) at temperature ``T``:
+
+- ``centering``: ``softmax((t - c) / T)`` with the current center ``c``; then
+  ``c <- m * c + (1 - m) * mean(t)``, the mean taken over every row of the global batch
+  (sum and row count all-reduced, so the update does not depend on the number of processes).
+- ``sinkhorn_knopp``: :func:`sslkit_plugins.losses.sinkhorn_knopp.sinkhorn_knopp` (no state).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from sslkit import distributed
+from sslkit.components import BuildContext
+from sslkit_plugins.losses.sinkhorn_knopp import sinkhorn_knopp
+
+Normalization = Literal["centering", "sinkhorn_knopp"]
+
+
+def center_buffer(loss: str, head: str, normalization: Normalization, ctx: BuildContext) -> Tensor | None:
+    """A zero center ``[1, K]`` for ``centering`` (K from ``ctx.head_dims[head]``), ``None`` otherwise."""
+    if normalization != "centering":
+        return None
+    if head not in ctx.head_dims:
+        raise ValueError(
+            f"the {loss} loss needs the output size of head {head!r} for its center "
+            f"(BuildContext.head_dims has {sorted(ctx.head_dims) or 'no heads'})"
+        )
+    return torch.zeros(1, ctx.head_dims[head])
+
+
+@torch.no_grad()
+def update_center(center: Tensor, teacher_logits: Tensor, momentum: float) -> None:
+    """EMA update of ``center`` (``[1, K]``, in place) with the global-batch mean of ``teacher_logits``.
+
+    Left unchanged when the global batch has no rows (e.g. no masked token anywhere), without
+    a host-device sync.
+    """
+    t = teacher_logits.detach().float()
+    stats = torch.cat([t.sum(dim=0), t.new_tensor([float(t.shape[0])])])
+    distributed.all_reduce_sum(stats)
+    total, count = stats[:-1], stats[-1]
+    batch_center = (total / count.clamp_min(1.0)).unsqueeze(0)
+    updated = center * momentum + batch_center.to(center.dtype) * (1.0 - momentum)
+    center.copy_(torch.where(count > 0, updated, center))
+
+
+@torch.no_grad()
+def teacher_probabilities(
+    teacher_logits: Tensor,
+    temperature: float,
+    normalization: Normalization,
+    center: Tensor | None = None,
+    center_momentum: float = 0.9,
+    sinkhorn_iterations: int = 3,
+) -> Tensor:
+    """Targets ``[M, K]`` (float32, rows summing to 1), no gradient.
+
+    With ``centering`` the targets use the center as it was before this call, then ``center``
+    is updated in place; every process must call this together (collectives), even with
+    ``M == 0``.
+    """
+    if normalization == "sinkhorn_knopp":
+        return sinkhorn_knopp(teacher_logits, temperature, sinkhorn_iterations)
+    if center is None:
+        raise ValueError("centering needs a center buffer")
+    t = teacher_logits.detach().float()
+    probs = torch.softmax((t - center.float()) / temperature, dim=-1)
+    update_center(center, t, center_momentum)
+    return probs
+
+
+def mean_entropy(probs: Tensor) -> Tensor:
+    """Mean (over rows) Shannon entropy in nats of row distributions ``[M, K]``; 0 for ``M == 0``."""
+    if probs.shape[0] == 0:
+        return probs.new_zeros(())
+    return -torch.special.xlogy(probs, probs).sum(dim=-1).mean()

@@ -1,0 +1,144 @@
+"""The training data loader: dataset + augmentation ``prepare`` in worker processes, batched by step.
+
+:func:`build_train_loader` returns an endless iterable of :class:`TrainBatch` for steps
+``start_step, start_step + 1, ...``. The order and the sample seeds come from
+:class:`~sslkit.data.sampler.StepBatchSampler` (independent of workers and world size);
+workers (``torch.utils.data.DataLoader``, persistent, prefetching, pinned memory on CUDA)
+decode images and run the augmentation's ``prepare``, replacing undecodable files
+deterministically (:mod:`sslkit.data.bad_files`). The device stage of the augmentation is the
+engine's call: ``augmentation(batch.data, batch.sample_seeds, device)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, default_collate
+
+from sslkit import seeding
+from sslkit.components import Augmentation, ImageDataset
+from sslkit.data.bad_files import BadFileTracker, load_with_replacement
+from sslkit.data.sampler import Item, StepBatchSampler
+
+
+@dataclass
+class TrainBatch:
+    """One process's share of the global batch of one step.
+
+    ``data``: the stacked outputs of ``augmentation.prepare`` (CPU, pinned on CUDA);
+    ``sample_seeds``, ``labels`` (-1 when unlabelled), ``indices`` (dataset indices actually
+    used): ``[B]`` int64; ``bad_files``: ``"<file>: <error>"`` for each image that failed to
+    decode in this batch (each was replaced by the next image of the dataset).
+    """
+
+    step: int
+    data: dict[str, Tensor]
+    sample_seeds: Tensor
+    labels: Tensor
+    indices: Tensor
+    bad_files: list[str] = field(default_factory=list)
+
+    def pin_memory(self) -> TrainBatch:
+        """Page-locked copies of the tensors (called by the DataLoader's pinning thread)."""
+        return TrainBatch(
+            self.step,
+            {k: v.pin_memory() for k, v in self.data.items()},
+            self.sample_seeds.pin_memory(),
+            self.labels.pin_memory(),
+            self.indices.pin_memory(),
+            self.bad_files,
+        )
+
+
+class _PreparedItems(torch.utils.data.Dataset):
+    """Map-style view used by the workers: item ``(index, seed, step)`` -> prepared sample."""
+
+    def __init__(self, dataset: ImageDataset, augmentation: Augmentation) -> None:
+        self.dataset = dataset
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: Item) -> dict[str, Any]:
+        index, sample_seed, step = item
+        loaded = load_with_replacement(self.dataset, index, lambda image: self.augmentation.prepare(image, sample_seed))
+        return {
+            "data": loaded.value,
+            "label": loaded.label,
+            "index": loaded.index,
+            "seed": sample_seed,
+            "step": step,
+            "bad": loaded.bad,
+        }
+
+
+def _collate(samples: list[dict[str, Any]]) -> TrainBatch:
+    return TrainBatch(
+        step=samples[0]["step"],
+        data=default_collate([s["data"] for s in samples]),
+        sample_seeds=torch.tensor([s["seed"] for s in samples], dtype=torch.int64),
+        labels=torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        indices=torch.tensor([s["index"] for s in samples], dtype=torch.int64),
+        bad_files=[entry for s in samples for entry in s["bad"]],
+    )
+
+
+class TrainLoader:
+    """Endless iterable of :class:`TrainBatch`; checks the bad-file fraction as batches arrive."""
+
+    def __init__(self, loader: DataLoader, sampler: StepBatchSampler, tracker: BadFileTracker) -> None:
+        self.loader = loader
+        self.sampler = sampler
+        self.tracker = tracker
+
+    def __iter__(self) -> Iterator[TrainBatch]:
+        for batch in self.loader:
+            self.tracker.update(len(batch.indices), batch.bad_files)
+            yield batch
+
+
+def build_train_loader(
+    dataset: ImageDataset,
+    augmentation: Augmentation,
+    *,
+    global_batch_size: int,
+    rank: int,
+    world_size: int,
+    seed: int,
+    start_step: int,
+    num_workers: int,
+    device: torch.device | str,
+    max_bad_fraction: float = 0.01,
+    prefetch_factor: int = 2,
+) -> TrainLoader:
+    """The training batches of this process from ``start_step`` on (see the module documentation).
+
+    Raises :class:`~sslkit.errors.SSLKitError` when ``global_batch_size`` is not divisible by
+    ``world_size``, and while iterating when more than ``max_bad_fraction`` of the images read
+    fail to decode.
+    """
+    sampler = StepBatchSampler(
+        len(dataset),
+        global_batch_size=global_batch_size,
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        start_step=start_step,
+    )
+    workers = num_workers > 0
+    loader = DataLoader(
+        _PreparedItems(dataset, augmentation),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=workers,
+        prefetch_factor=prefetch_factor if workers else None,
+        generator=seeding.generator(seed, "loader_workers"),  # leaves the global RNG untouched
+    )
+    return TrainLoader(loader, sampler, BadFileTracker(len(dataset), max_bad_fraction))

@@ -1,0 +1,48 @@
+"""A small, real patch backbone for unit tests of components that run a model themselves (a loss
+that keeps its own copy of the teacher, for instance): fast on a CPU, deterministic under
+``torch.manual_seed``, and following the :class:`~sslkit.components.Backbone` contract
+(masking, CLS and patch tokens)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sslkit.components import Backbone, BackboneOutput
+
+
+class TinyPatchBackbone(Backbone):
+    """Patch embedding (a ``patch_size`` strided convolution), a learnable CLS token, a mask
+    token that replaces masked patch embeddings, a learnable position embedding for a
+    ``grid x grid`` patch grid, one pre-norm MLP residual block and a final LayerNorm.
+
+    ``forward(images [M, 3, grid * patch_size, grid * patch_size], masks [M, grid**2] | None)``
+    returns CLS ``[M, D]`` and patch tokens ``[M, grid**2, D]``.
+    """
+
+    supports_masking = True
+    supports_patch_tokens = True
+    num_layers = 1
+
+    def __init__(self, embed_dim: int = 32, patch_size: int = 4, grid: int = 4) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.patch_embed = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02)
+        self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid * grid, embed_dim) * 0.02)
+        self.block = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, 2 * embed_dim), nn.GELU(),
+                                   nn.Linear(2 * embed_dim, embed_dim))
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:
+        patches = self.patch_embed(images).flatten(2).transpose(1, 2)
+        if patches.shape[1] + 1 != self.pos_embed.shape[1]:
+            raise ValueError(f"TinyPatchBackbone expects {self.pos_embed.shape[1] - 1} patches per image, got "
+                             f"{patches.shape[1]} (image {tuple(images.shape[-2:])}, patch {self.patch_size})")
+        if masks is not None:
+            patches = torch.where(masks.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
+        tokens = torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1) + self.pos_embed
+        tokens = self.norm(tokens + self.block(tokens))
+        return BackboneOutput(cls=tokens[:, 0], patches=tokens[:, 1:])

@@ -1,0 +1,82 @@
+"""Tests of the ``two_group`` param-group policy, including the reproduced first-group-only bug."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslkit.components import Head, ParamGroupPolicy
+from sslkit_plugins.param_groups.two_group import TwoGroup, TwoGroupParams
+
+
+class SmallBackbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm_in = nn.LayerNorm(4)  # a no-decay parameter registered before the first weight
+        self.proj = nn.Linear(4, 4)
+        self.gamma = nn.Parameter(torch.ones(4))
+
+
+class SmallHead(Head):
+    out_dim = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = nn.Linear(4, 4)
+        self.last_layer = nn.Linear(4, self.out_dim)
+
+
+class Student(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = SmallBackbone()
+        self.heads = nn.ModuleDict({"dino": SmallHead()})
+        self.losses = nn.ModuleDict()
+
+
+def test_decay_and_no_decay_with_uniform_lr() -> None:
+    model = Student()
+    policy = TwoGroup(TwoGroupParams())
+    assert isinstance(policy, ParamGroupPolicy)
+    groups = policy.groups(model)
+    by_name = {g.name: g for g in groups}
+    assert [g.name for g in groups] == ["decay", "last_layer/decay", "no_decay", "last_layer/no_decay"]
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    head = model.heads["dino"]
+    last_layer = dict(head.named_children())["last_layer"]  # the class default Head.last_layer = None hides it
+    assert ids(by_name["decay"].params) == ids([model.backbone.proj.weight, head.mlp.weight])
+    assert ids(by_name["no_decay"].params) == ids(
+        [
+            model.backbone.norm_in.weight,
+            model.backbone.norm_in.bias,
+            model.backbone.proj.bias,
+            model.backbone.gamma,
+            head.mlp.bias,
+        ]
+    )
+    assert ids(by_name["last_layer/decay"].params) == ids([last_layer.weight])
+    assert ids(by_name["last_layer/no_decay"].params) == ids([last_layer.bias])
+    assert all(g.lr_multiplier == 1.0 and g.follows_wd_schedule for g in groups)
+    assert [g.wd_multiplier for g in groups] == [1.0, 1.0, 0.0, 0.0]
+    assert [g.is_last_layer for g in groups] == [False, True, False, True]
+    assert sum(len(g.params) for g in groups) == len(list(model.parameters()))
+
+
+def test_schedule_first_group_only_reproduces_the_bug() -> None:
+    model = Student()
+    groups = TwoGroup(TwoGroupParams(schedule_first_group_only=True, fixed_weight_decay=0.01)).groups(model)
+    assert groups[0].name == "backbone/decay"
+    assert groups[0].follows_wd_schedule
+    assert {id(p) for p in groups[0].params} == {id(model.backbone.proj.weight)}
+    assert not any(g.follows_wd_schedule for g in groups[1:])
+    fixed = {g.name: g.fixed_weight_decay for g in groups[1:]}
+    assert fixed == {
+        "backbone/no_decay": 0.0,
+        "heads/decay": 0.01,
+        "heads/last_layer/decay": 0.01,
+        "heads/no_decay": 0.0,
+        "heads/last_layer/no_decay": 0.0,
+    }
+    assert [g.is_last_layer for g in groups].count(True) == 2
+    grouped = [id(p) for g in groups for p in g.params]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())
