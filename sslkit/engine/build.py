@@ -15,7 +15,7 @@ from torch import nn
 
 from sslkit.components import Augmentation, Backbone, BuildContext, CropPolicy, ImageDataset, Masker
 from sslkit.engine.plan import StepPlan
-from sslkit.errors import Problem, RecipeError
+from sslkit.errors import Problem, RecipeError, SSLKitError
 from sslkit.recipe import ResolvedRecipe
 
 
@@ -37,8 +37,17 @@ class Components:
 
 
 def _build(resolved: ResolvedRecipe, key: str, ctx: BuildContext) -> Any:
+    """Build one component; a plugin's refusal (ValueError, SSLKitError) is reported with its recipe key."""
     spec = resolved.spec(key)
-    return spec.component.factory(spec.params, ctx)
+    try:
+        return spec.component.factory(spec.params, ctx)
+    except (ValueError, SSLKitError) as exc:
+        if isinstance(exc, RecipeError):
+            raise
+        where = resolved.locations.get(key)
+        message = f"{spec.component.kind} {spec.component.name!r} cannot be built: {exc}"
+        raise RecipeError([Problem(key, message, where)], header=f"recipe {resolved.source} does not fit together") \
+            from None
 
 
 def _check_plan(resolved: ResolvedRecipe, losses: nn.ModuleDict, heads: nn.ModuleDict, backbone: Backbone) -> None:

@@ -80,6 +80,8 @@ class Trainer:
         self.resolved = resolved
         self.recipe = r = resolved.recipe
         self.output_dir = output_dir
+        if r.run.num_threads is not None:
+            torch.set_num_threads(r.run.num_threads)
         self.info = init_processes(r.run.device)
         check_precision(r.run.precision, self.info.device)
         self.strategy = resolve_strategy(r.train.strategy, self.info.world_size)

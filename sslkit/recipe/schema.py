@@ -24,6 +24,9 @@ class RunSection:
     precision: Literal["fp32", "bf16", "fp16"] = param(
         "fp32", "Autocast precision: bf16 works on CPU and CUDA, fp16 (with a grad scaler) on CUDA only.")
     name: str | None = param(None, "A label for the run (TensorBoard, ablation tables).")
+    num_threads: int | None = param(
+        None, "CPU threads for tensor operations in each training process (null: torch's default, one per core). "
+        "Lower it when other work shares the cores: oversubscribed threads slow CPU training many-fold.", ge=1)
 
 
 @dataclass

@@ -16,7 +16,12 @@ from sslkit.errors import SSLKitError
 Locations = dict[str, str]
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _construct(node: yaml.Node, loader: yaml.SafeLoader, prefix: str, where: str, locations: Locations) -> Any:
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        return loader.construct_object(node, deep=True)  # the safe loader refuses unknown tags
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[str, Any] = {}

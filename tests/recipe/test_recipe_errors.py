@@ -97,7 +97,8 @@ def test_a_loss_naming_a_missing_head_fails_before_training(write_recipe, tmp_pa
     code = main(["train", str(path), "--output-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 1
-    assert "losses.dino: uses head 'projector', which model.heads does not define (defined: dino)" in err
+    assert f"{path}:3: losses.dino: loss 'dino' cannot be built:" in err
+    assert "head 'projector'" in err and "['dino']" in err
     assert "Traceback" not in err
 
 

@@ -39,10 +39,10 @@ def test_every_kind_has_builtins_from_the_sslkit_distribution() -> None:
     registry = get_registry()
     assert not registry.failures, registry.failures
     for kind in KINDS:
-        components = registry.list(kind)
-        assert components, f"no built-in {kind}"
-        assert all(c.provider.distribution == "sslkit" for c in components)
-        assert all(c.summary for c in components), [c.name for c in components if not c.summary]
+        builtins = [c for c in registry.list(kind) if c.provider.distribution == "sslkit"]
+        assert builtins, f"no built-in {kind}"
+        assert all(c.provider.module == f"sslkit_plugins.{c.provider.module.split('.')[-1]}" for c in builtins)
+        assert all(c.summary for c in builtins), [c.name for c in builtins if not c.summary]
 
 
 def test_contract_names_are_registered() -> None:
