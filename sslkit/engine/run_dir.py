@@ -21,7 +21,7 @@ def versions(registry: Registry) -> dict[str, Any]:
     """Versions of Python, torch, sslkit and every plugin provider that was loaded."""
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "sslkit": sslkit.__version__,
         "plugins": dict(sorted(registry.providers.items())),
     }

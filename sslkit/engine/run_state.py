@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sslkit")
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+# parameters that never received a gradient (e.g. an unused mask token) have no optimizer state yet
+_FULL_OPTIMIZER = StateDictOptions(full_state_dict=True, cpu_offload=True, strict=False)
 
 
 class RunState:
@@ -81,7 +83,7 @@ class RunState:
         try:
             set_model_state_dict(t.student, payload["student"], options=_FULL)
             set_model_state_dict(t.teacher, payload["teacher"], options=_FULL)
-            set_optimizer_state_dict(t.student, t.optimizer, payload["optimizer"], options=_FULL)
+            set_optimizer_state_dict(t.student, t.optimizer, payload["optimizer"], options=_FULL_OPTIMIZER)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise SSLKitError(f"{found[-1]} does not match this recipe's model (was the recipe changed since?): "
                               f"{str(exc).splitlines()[0]}") from None
