@@ -19,6 +19,7 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q docs/examples/sslkit-gram/tests
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 
 lint: $(STAMP)

@@ -154,7 +154,7 @@ class Registry:
 
 
 def conflict_message(kind: str, name: str, providers: list[Provider]) -> str:
-    names = " and ".join(str(p) for p in providers)
+    names = " and ".join(str(p) for p in sorted(providers, key=lambda p: (p.distribution, p.module)))
     return (f"{kind} {name!r} is registered by more than one provider: {names}. "
             "Uninstall one of them or disable one with SSLKIT_DISABLE_PLUGINS=<entry point or distribution>.")
 

@@ -20,23 +20,40 @@ use a new --output-dir when you change them, since finished runs must match thei
 Relative paths inside recipes (datasets) are relative to the current directory.
 
 example:
-  sslkit ablate recipes/ablations/masking_block_vs_bernoulli.yaml --output-dir runs/ablations/masking
+  sslkit ablate recipes/ablations/masker_block_vs_bernoulli.yaml --output-dir runs/ablations/masker
 """
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("ablate", help="run an ablation (variants x seeds) and write the comparison",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "ablate",
+        help="run an ablation (variants x seeds) and write the comparison",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("ablation", type=Path, help="ablation YAML file (see docs/ablations.md)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides for every variant")
-    p.add_argument("--output-dir", "-o", type=Path,
-                   help="where the runs and the summary go (default: runs/ablations/<ablation file name>)")
-    p.add_argument("--linear", action="store_true",
-                   help="also run the linear probe after each run (as eval.linear: true in the ablation file)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate every variant's recipe and list the runs and their status, train nothing")
-    p.add_argument("--summary-only", action="store_true",
-                   help="rebuild the summary, plots and TensorBoard means from the runs so far, train nothing")
+    p.add_argument(
+        "--output-dir",
+        "-o",
+        type=Path,
+        help="where the runs and the summary go (default: runs/ablations/<ablation file name>)",
+    )
+    p.add_argument(
+        "--linear",
+        action="store_true",
+        help="also run the linear probe after each run (as eval.linear: true in the ablation file)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate every variant's recipe and list the runs and their status, train nothing",
+    )
+    p.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="rebuild the summary, plots and TensorBoard means from the finished runs so far, train nothing",
+    )
     p.set_defaults(run=run)
 
 
@@ -47,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     output_dir = args.output_dir or Path("runs") / "ablations" / ablation.name
     runner = AblationRunner(ablation, output_dir)
     if args.dry_run:
-        print(f"{args.ablation}: {len(ablation.variants)} variant(s) x {len(ablation.seeds)} seed(s), "
-              "every recipe valid")
+        print(
+            f"{args.ablation}: {len(ablation.variants)} variant(s) x {len(ablation.seeds)} seed(s), every recipe valid"
+        )
         for variant in ablation.variants:
             print(f"  {variant.name}: {variant.describe()}")
         for line in runner.describe_plan():

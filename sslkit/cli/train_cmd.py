@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {"output_dir": str(result.output_dir), "step": result.step, "completed": result.completed,
                    **{f"loss/{k}": round(v, 5) for k, v in result.final_losses.items()},
                    **{f"eval/{k}": round(v, 3) for k, v in result.metrics.items()}}
-        print(json.dumps(summary))
         if "knn_top1" in result.metrics:
             print(f"kNN top-1 (k={resolved.recipe.eval.k}): {result.metrics['knn_top1']:.2f}%")
+        print(json.dumps(summary))  # last line: machine-readable
     return 0

@@ -73,8 +73,9 @@ def run_tiny_training(
     registered: installed plugins are; others can be registered for the test with the
     ``sslkit_registry`` fixture or :func:`sslkit.testing.registered`.
 
-    The run directory is ``output_dir`` (default ``tmp_path / "run"``): calling again with a
-    larger ``steps`` resumes from the last checkpoint there.
+    The run directory is ``output_dir`` (default ``tmp_path / "run"``): calling again resumes
+    from its last checkpoint (the schedules span ``steps``, so continuing with a larger
+    ``steps`` is not the same run as training straight to that length).
     """
     from sslkit.engine.trainer import Trainer
     from sslkit.recipe import load_recipe
