@@ -57,7 +57,8 @@ def undocumented(registry: Registry | None = None) -> list[str]:
     missing = []
     schemas: list[tuple[str, type]] = [("recipe", Recipe)]
     hints = typing.get_type_hints(Recipe)
-    schemas += [(f"recipe {f.name}", hints[f.name]) for f in dataclasses.fields(Recipe)]
+    schemas += [(f"recipe {f.name}", hints[f.name]) for f in dataclasses.fields(Recipe)
+                if dataclasses.is_dataclass(hints[f.name])]
     schemas += [(f"{c.kind} {c.name}", c.params) for c in registry.list()]
     for label, schema in schemas:
         missing += [f"{label}.{f.name}" for f in dataclasses.fields(schema) if not field_doc(f).strip()]

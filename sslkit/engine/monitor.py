@@ -141,7 +141,7 @@ class RunMonitor:
                     found[f"health/{name}/{metric}"] = value
         for name, loss in self.trainer.parts.losses.items():
             for key, value in loss.diagnostics().items():
-                found[f"health/{name}/{key}"] = value
+                found[f"health/loss_{name}/{key}"] = value
         if not found:
             return {}
         numbers = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().cpu() for v in found.values()])

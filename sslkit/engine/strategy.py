@@ -96,3 +96,16 @@ def wrap_student(student: nn.Module, strategy: str, info: ProcessInfo, param_dty
     if strategy == "fsdp2":
         return apply_fsdp2(student, param_dtype)
     return student
+
+
+def reshard(module: nn.Module) -> None:
+    """Return FSDP2-managed parameters to their sharded state (a no-op without FSDP2).
+
+    The teacher never runs backward, so the parameters its root module gathered for the forward
+    stay unsharded until resharded here; the EMA update then pairs shard with shard.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for sub in module.modules():
+        if isinstance(sub, FSDPModule):
+            sub.reshard()

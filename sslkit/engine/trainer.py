@@ -31,7 +31,7 @@ from sslkit.engine.precision import DTYPES, autocast, check_precision, grad_scal
 from sslkit.engine.run_state import RunState
 from sslkit.engine.schedules import Schedules, peak_lr
 from sslkit.engine.step import compute_losses, compute_outputs, nonfinite_terms
-from sslkit.engine.strategy import init_processes, resolve_strategy, wrap_student
+from sslkit.engine.strategy import init_processes, reshard, resolve_strategy, wrap_student
 from sslkit.errors import SSLKitError
 from sslkit.recipe import ResolvedRecipe
 from sslkit.registry import get_registry
@@ -159,6 +159,9 @@ class Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.strategy == "fsdp2":
+            reshard(self.teacher)
+            reshard(self.student)
         ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
         ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
         terms["total"] = total.detach().float()
