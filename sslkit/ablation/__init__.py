@@ -8,5 +8,13 @@ accuracy plots, and a TensorBoard layout that overlays the variants.
 from sslkit.ablation.runner import AblationOutcome, AblationRunner, PlannedRun
 from sslkit.ablation.spec import Ablation, AblationEval, AblationSpec, Variant, load_ablation
 
-__all__ = ["Ablation", "AblationEval", "AblationOutcome", "AblationRunner", "AblationSpec", "PlannedRun",
-           "Variant", "load_ablation"]
+__all__ = [
+    "Ablation",
+    "AblationEval",
+    "AblationOutcome",
+    "AblationRunner",
+    "AblationSpec",
+    "PlannedRun",
+    "Variant",
+    "load_ablation",
+]

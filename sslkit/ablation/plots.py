@@ -35,8 +35,9 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def plot_losses(variants: Sequence[str], records: Sequence[RunRecord], terms: Sequence[str],
-                output_dir: Path) -> list[Path]:
+def plot_losses(
+    variants: Sequence[str], records: Sequence[RunRecord], terms: Sequence[str], output_dir: Path
+) -> list[Path]:
     """``loss_<term>.png`` for every term: every variant's mean curve over seeds."""
     written = []
     for term in terms:
@@ -68,7 +69,7 @@ def plot_accuracy(rows: Sequence[VariantRow], records: Sequence[RunRecord], outp
     columns = [c for c in SHOWN_ACCURACIES if any(row.stats[c].n for row in rows)]
     if not columns:
         return None
-    figure = Figure(figsize=(max(4.5, 1.6 * len(rows) * len(columns) + 1.5), 4.2), layout="constrained")
+    figure = Figure(figsize=(max(5.5, 1.6 * len(rows) * len(columns) + 1.5), 4.2), layout="constrained")
     axes = figure.add_subplot()
     width = 0.8 / len(columns)
     positions = np.arange(len(rows), dtype=np.float64)
@@ -82,12 +83,14 @@ def plot_accuracy(rows: Sequence[VariantRow], records: Sequence[RunRecord], outp
             seeds = [r.metrics[column] for r in records if r.variant == row.variant.name and column in r.metrics]
             axes.scatter([xi] * len(seeds), seeds, color="black", s=10, zorder=3)
             lowest = min([lowest, *seeds])
-        axes.bar_label(bars, labels=[f"{m:.1f}" if not math.isnan(m) else "" for m in means], padding=2)
+        axes.bar_label(
+            bars, labels=[f"{m:.1f}" if not math.isnan(m) else "" for m in means], label_type="center", color="white"
+        )
     axes.set_xticks(positions, [row.variant.name for row in rows])
     axes.set_ylabel("accuracy (%)")
     if math.isfinite(lowest):
         axes.set_ylim(bottom=max(0.0, lowest - 10.0))
-    axes.set_title("top-1 accuracy: mean ± std over seeds (dots: seeds)")
+    axes.set_title("top-1: mean ± std over seeds (dots: seeds)")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(columns), frameon=False)
     path = output_dir / "accuracy.png"

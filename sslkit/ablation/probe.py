@@ -36,11 +36,32 @@ def probe_run(run_dir: Path, config: AblationEval) -> dict[str, Any]:
     for which in ("train_data", "test_data"):
         spec = resolved.spec(f"eval.{which}")
         dataset = spec.component.factory(spec.params, BuildContext())
-        loader = build_eval_loader(dataset, image_size=image_size, batch_size=recipe.eval.batch_size, num_workers=0,
-                                   mean=mean, std=std, crop_fraction=recipe.eval.crop_fraction, device=device)
+        loader = build_eval_loader(
+            dataset,
+            image_size=image_size,
+            batch_size=recipe.eval.batch_size,
+            num_workers=0,
+            mean=mean,
+            std=std,
+            crop_fraction=recipe.eval.crop_fraction,
+            device=device,
+        )
         features.append(extract_features(backbone, loader, device=device, with_patch_mean=config.patch_mean))
     (train_x, train_y), (test_x, test_y) = features
-    result = linear_probe(train_x.to(device), train_y, test_x.to(device), test_y, lrs=config.linear_lrs,
-                          epochs=config.linear_epochs, seed=recipe.run.seed)
-    return {"top1": result.test_top1, "top5": result.test_top5, "best_lr": result.best_lr,
-            "val_top1": result.val_top1, "step": step, "settings": probe_settings(config)}
+    result = linear_probe(
+        train_x.to(device),
+        train_y,
+        test_x.to(device),
+        test_y,
+        lrs=config.linear_lrs,
+        epochs=config.linear_epochs,
+        seed=recipe.run.seed,
+    )
+    return {
+        "top1": result.test_top1,
+        "top5": result.test_top5,
+        "best_lr": result.best_lr,
+        "val_top1": result.val_top1,
+        "step": step,
+        "settings": probe_settings(config),
+    }

@@ -87,13 +87,13 @@ def read_run(run_dir: Path, variant: str, seed: int) -> RunRecord | None:
     for step in sorted(logs):
         for key, value in logs[step].items():
             if key.startswith("loss/"):
-                curves.setdefault(key[len("loss/"):], {})[step] = float(value)
+                curves.setdefault(key[len("loss/") :], {})[step] = float(value)
     final = {term: float(logs[last_step][f"loss/{term}"]) for term in curves if f"loss/{term}" in logs[last_step]}
     rates = [float(r["perf/images_per_s"]) for r in logs.values() if "perf/images_per_s" in r]
     eval_curves: dict[str, dict[int, float]] = {}
     for step in sorted(evals):
         for key, value in evals[step].items():
-            eval_curves.setdefault(key[len("eval/"):], {})[step] = float(value)
+            eval_curves.setdefault(key[len("eval/") :], {})[step] = float(value)
     metrics: dict[str, float] = {}
     for name, curve in eval_curves.items():
         metrics[name] = curve[max(curve)]

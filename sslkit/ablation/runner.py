@@ -83,8 +83,11 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: saved -> current`` for every resolved-recipe value that differs."""
     old, new = _flatten(saved), _flatten(yaml.safe_load(yaml.safe_dump(current)))
-    return [f"{k}: {old.get(k, 'absent')} -> {new.get(k, 'absent')}" for k in sorted(set(old) | set(new))
-            if old.get(k, "absent") != new.get(k, "absent")]
+    return [
+        f"{k}: {old.get(k, 'absent')} -> {new.get(k, 'absent')}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k, "absent") != new.get(k, "absent")
+    ]
 
 
 def run_status(run_dir: Path, resolved: ResolvedRecipe, needs_final_eval: bool) -> tuple[Status, int]:
@@ -99,8 +102,10 @@ def run_status(run_dir: Path, resolved: ResolvedRecipe, needs_final_eval: bool) 
         changed = recipe_differences(saved, resolved.data)
         if changed:
             shown = "; ".join(changed[:5]) + (f" (and {len(changed) - 5} more)" if len(changed) > 5 else "")
-            raise SSLKitError(f"{run_dir} was trained with a different recipe ({shown}); use another --output-dir "
-                              "or delete that run directory to retrain it")
+            raise SSLKitError(
+                f"{run_dir} was trained with a different recipe ({shown}); use another --output-dir "
+                "or delete that run directory to retrain it"
+            )
     if not checkpoints:
         return "new", 0
     step = int(checkpoints[-1].stem.split("_")[-1])
@@ -117,8 +122,9 @@ def run_status(run_dir: Path, resolved: ResolvedRecipe, needs_final_eval: bool) 
 class AblationRunner:
     """Plans and runs an ablation into ``output_dir``; ``stream`` receives the progress lines."""
 
-    def __init__(self, ablation: Ablation, output_dir: Path, *, registry: Registry | None = None,
-                 stream: TextIO = sys.stderr) -> None:
+    def __init__(
+        self, ablation: Ablation, output_dir: Path, *, registry: Registry | None = None, stream: TextIO = sys.stderr
+    ) -> None:
         self.ablation = ablation
         self.output_dir = output_dir
         self.stream = stream
@@ -140,8 +146,9 @@ class AblationRunner:
         lines = []
         for run in self.runs:
             max_steps = run.resolved.recipe.train.max_steps
-            what = {"done": "finished", "new": "to train",
-                    "resume": f"to resume from step {run.step}/{max_steps}"}[run.status]
+            what = {"done": "finished", "new": "to train", "resume": f"to resume from step {run.step}/{max_steps}"}[
+                run.status
+            ]
             lines.append(f"{run.label}: {run.run_dir} ({what})")
         return lines
 
@@ -211,9 +218,14 @@ class AblationRunner:
         figures += [f"{name} {value:.2f}%" for name, value in sorted(record.metrics.items()) if name.endswith("top1")]
         self._say(f"run {index}/{total} done: {run.label} in {format_duration(record.wall_s)}: {', '.join(figures)}")
 
+    def finished_runs(self) -> list[PlannedRun]:
+        """The runs that are finished now (an unfinished run's figures would not be comparable)."""
+        needs_eval = self.ablation.spec.eval.knn
+        return [run for run in self.runs if run_status(run.run_dir, run.resolved, needs_eval)[0] == "done"]
+
     def records(self) -> list[RunRecord]:
-        """The records of every run that has logged something."""
-        found = [read_run(run.run_dir, run.variant, run.seed) for run in self.runs]
+        """The records of the finished runs."""
+        found = [read_run(run.run_dir, run.variant, run.seed) for run in self.finished_runs()]
         return [r for r in found if r is not None]
 
     def write_summary(self) -> list[Path]:
@@ -223,7 +235,9 @@ class AblationRunner:
 
         records = self.records()
         if not records:
-            raise SSLKitError(f"no run of {self.ablation.path} has logged anything yet under {self.output_dir}")
+            raise SSLKitError(f"no run of {self.ablation.path} has finished yet under {self.output_dir}")
+        done = {(r.variant, r.seed) for r in records}
+        missing = [run.label for run in self.runs if (run.variant, run.seed) not in done]
         self.output_dir.mkdir(parents=True, exist_ok=True)
         rows = summarise(self.ablation, records)
         variants = [v.name for v in self.ablation.variants]
@@ -233,8 +247,10 @@ class AblationRunner:
         first_seed = {run.variant: run.resolved.data for run in reversed(self.runs)}
         write_mean_runs(self.output_dir, rows, records, first_seed)
         markdown = self.output_dir / "summary.md"
-        markdown.write_text(render_markdown(self.ablation, rows, str(self.output_dir), [p.name for p in plots]),
-                            encoding="utf-8")
+        markdown.write_text(
+            render_markdown(self.ablation, rows, str(self.output_dir), [p.name for p in plots], missing),
+            encoding="utf-8",
+        )
         table = self.output_dir / "summary.csv"
         table.write_text(render_csv(rows), encoding="utf-8")
         return [markdown, table, *plots]

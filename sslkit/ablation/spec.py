@@ -46,13 +46,21 @@ OverrideSet = dict[str, Any] | list[str] | None
 class AblationEval:
     """What is measured after every run (reference section 9)."""
 
-    knn: bool = param(True, "Report the kNN accuracy (top-1/top-5, k = eval.k) that each run measures at its end "
-                            "on the recipe's eval.train_data / eval.test_data pair.")
-    linear: bool = param(False, "Also train a linear probe on the frozen teacher features of the eval pair "
-                                "after each run (sslkit.eval.linear_probe, with a learning-rate sweep).")
+    knn: bool = param(
+        True,
+        "Report the kNN accuracy (top-1/top-5, k = eval.k) that each run measures at its end "
+        "on the recipe's eval.train_data / eval.test_data pair.",
+    )
+    linear: bool = param(
+        False,
+        "Also train a linear probe on the frozen teacher features of the eval pair "
+        "after each run (sslkit.eval.linear_probe, with a learning-rate sweep).",
+    )
     linear_epochs: int = param(30, "Linear-probe training epochs.", ge=1)
-    linear_lrs: tuple[float, ...] = param(DEFAULT_LINEAR_LRS, "Linear-probe learning-rate sweep; the best on a "
-                                                              "held-out 10% of the training features is reported.")
+    linear_lrs: tuple[float, ...] = param(
+        DEFAULT_LINEAR_LRS,
+        "Linear-probe learning-rate sweep; the best on a held-out 10% of the training features is reported.",
+    )
     patch_mean: bool = param(False, "Linear-probe features: the CLS token concatenated with the mean patch token.")
 
 
@@ -63,10 +71,12 @@ class AblationSpec:
     recipe: str = param(doc="Base recipe, as a path relative to the ablation file.")
     variants: dict[str, OverrideSet] = param(
         doc="Named variants: each a mapping of dotted recipe keys to values, or a list of KEY=VALUE strings "
-            "(null: the base recipe unchanged). Names become directory names: letters, digits, '_' and '-'.")
+        "(null: the base recipe unchanged). Names become directory names: letters, digits, '_' and '-'."
+    )
     seeds: tuple[int, ...] = param((0, 1), "Seeds (run.seed) of every variant; results are mean ± std over them.")
-    overrides: OverrideSet = param(None, "Overrides applied to every variant, below the variants' own "
-                                         "(e.g. dataset paths, run length).")
+    overrides: OverrideSet = param(
+        None, "Overrides applied to every variant, below the variants' own (e.g. dataset paths, run length)."
+    )
     description: str = param("", "What the ablation measures (shown at the top of summary.md).")
     eval: AblationEval = param(default_factory=AblationEval, doc="Evaluation reported for every run.")
 
@@ -142,8 +152,11 @@ def _parse_set(value: OverrideSet, where: str, locations: Locations, problems: l
     for override in found:
         for leaf in _leaf_keys(override.key, override.value):
             if leaf in OWNED_KEYS:
-                problems.append(Problem(where, f"{leaf} is set by the ablation itself (seeds / the variant's name)",
-                                        override.source))
+                problems.append(
+                    Problem(
+                        where, f"{leaf} is set by the ablation itself (seeds / the variant's name)", override.source
+                    )
+                )
     return found
 
 
@@ -208,10 +221,13 @@ class Ablation:
             raise SSLKitError(
                 f"{self.locations.get('eval', self.path)}: eval: {' and '.join(wanted)} need the recipe's "
                 f"eval.train_data and eval.test_data (variant {variant.name} has none): set them in the ablation's "
-                f"overrides, or set eval.knn: false")
+                f"overrides, or set eval.knn: false"
+            )
         if self.spec.eval.knn and not config.at_end:
-            raise SSLKitError(f"{self.locations.get('eval.knn', self.path)}: eval.knn needs the recipe's "
-                              f"eval.at_end: true (variant {variant.name} has false)")
+            raise SSLKitError(
+                f"{self.locations.get('eval.knn', self.path)}: eval.knn needs the recipe's "
+                f"eval.at_end: true (variant {variant.name} has false)"
+            )
 
     def compose_all(self, registry: Registry | None = None) -> dict[tuple[str, int], ResolvedRecipe]:
         """Every run's recipe, validated up front; the problems of all variants are reported together."""
@@ -241,21 +257,30 @@ def load_ablation(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         raise RecipeError(problems, header=f"invalid ablation {path}")
     recipe_path = (path.parent / spec.recipe).resolve()
     if not recipe_path.is_file():
-        problems.append(Problem("recipe", f"base recipe not found: {spec.recipe} (looked at {recipe_path})",
-                                locations.get("recipe")))
+        problems.append(
+            Problem(
+                "recipe", f"base recipe not found: {spec.recipe} (looked at {recipe_path})", locations.get("recipe")
+            )
+        )
     if not spec.variants:
         problems.append(Problem("variants", "at least one variant is required", locations.get("variants")))
     if not spec.seeds:
         problems.append(Problem("seeds", "at least one seed is required", locations.get("seeds")))
     if len(set(spec.seeds)) != len(spec.seeds) or any(s < 0 for s in spec.seeds):
-        problems.append(Problem("seeds", f"seeds must be distinct integers >= 0, got {list(spec.seeds)}",
-                                locations.get("seeds")))
+        problems.append(
+            Problem("seeds", f"seeds must be distinct integers >= 0, got {list(spec.seeds)}", locations.get("seeds"))
+        )
     common = _parse_set(spec.overrides, "overrides", locations, problems)
     variants = []
     for name, value in spec.variants.items():
         if not VARIANT_NAME.match(name):
-            problems.append(Problem(f"variants.{name}", "variant names may hold only letters, digits, '_' and '-' "
-                                    "(they name directories)", locations.get(f"variants.{name}")))
+            problems.append(
+                Problem(
+                    f"variants.{name}",
+                    "variant names may hold only letters, digits, '_' and '-' (they name directories)",
+                    locations.get(f"variants.{name}"),
+                )
+            )
         variants.append(Variant(name, tuple(_parse_set(value, f"variants.{name}", locations, problems))))
     command_line = []
     for text in overrides:
@@ -264,14 +289,20 @@ def load_ablation(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     for override in command_line:
         for leaf in _leaf_keys(override.key, override.value):
             if leaf in OWNED_KEYS:
-                problems.append(Problem(leaf, "is set by the ablation itself (seeds / the variant's name)",
-                                        override.source))
+                problems.append(
+                    Problem(leaf, "is set by the ablation itself (seeds / the variant's name)", override.source)
+                )
         for variant in variants:
             clash = [o.key for o in variant.overrides if _overlaps(o.key, override.key)]
             if clash:
-                problems.append(Problem(override.key, f"would override variant {variant.name}'s {clash[0]} and erase "
-                                        "the difference being measured; edit the ablation file instead",
-                                        override.source))
+                problems.append(
+                    Problem(
+                        override.key,
+                        f"would override variant {variant.name}'s {clash[0]} and erase "
+                        "the difference being measured; edit the ablation file instead",
+                        override.source,
+                    )
+                )
     if problems:
         raise RecipeError(problems, header=f"invalid ablation {path}")
     return Ablation(path, spec, recipe_path, tuple(common), tuple(variants), tuple(command_line), locations)

@@ -19,8 +19,12 @@ from sslkit.ablation.spec import Ablation, Variant
 from sslkit.monitoring.progress import format_duration
 
 #: Accuracy columns in display order, with their headers.
-ACCURACY_COLUMNS = {"knn_top1": "kNN top-1 (%)", "knn_top5": "kNN top-5 (%)",
-                    "linear_top1": "linear top-1 (%)", "linear_top5": "linear top-5 (%)"}
+ACCURACY_COLUMNS = {
+    "knn_top1": "kNN top-1 (%)",
+    "knn_top5": "kNN top-5 (%)",
+    "linear_top1": "linear top-1 (%)",
+    "linear_top5": "linear top-5 (%)",
+}
 SHOWN_ACCURACIES = ("knn_top1", "linear_top1")  # the others are in the CSV only
 
 
@@ -92,8 +96,14 @@ def _columns(rows: Sequence[VariantRow]) -> list[str]:
     return [*losses, *ACCURACY_COLUMNS, "images_per_s", "wall_s"]
 
 
-def render_markdown(ablation: Ablation, rows: Sequence[VariantRow], output_dir: str, plots: Sequence[str]) -> str:
-    """``summary.md``: what was compared, how, and the table."""
+def render_markdown(
+    ablation: Ablation,
+    rows: Sequence[VariantRow],
+    output_dir: str,
+    plots: Sequence[str],
+    unfinished: Sequence[str] = (),
+) -> str:
+    """``summary.md``: what was compared, how, and the table; ``unfinished`` lists the runs left out."""
     lines = [f"# Ablation `{ablation.name}`", ""]
     if ablation.spec.description:
         lines += [ablation.spec.description.strip(), ""]
@@ -102,12 +112,17 @@ def render_markdown(ablation: Ablation, rows: Sequence[VariantRow], output_dir: 
         if overrides:
             lines.append(f"- {label}: " + ", ".join(f"`{o.render()}`" for o in overrides))
     lines.append(f"- seeds: {', '.join(str(s) for s in ablation.seeds)}; figures are mean ± sample std over seeds")
-    lines.append(f"- TensorBoard: `tensorboard --logdir {output_dir}` (runs `<variant>/seed_<s>`, "
-                 "seed means `<variant>/mean`)")
+    lines.append(
+        f"- TensorBoard: `tensorboard --logdir {output_dir}` (runs `<variant>/seed_<s>`, seed means `<variant>/mean`)"
+    )
+    if unfinished:
+        lines.append(f"- **not finished, left out:** {', '.join(unfinished)}")
     lines += ["", *_table(rows), ""]
-    lines.append("Losses are the last logged values; kNN is measured by each run at its end on the recipe's "
-                 "eval pair; images/s is the median logged training throughput; wall time covers training and "
-                 "evaluation.")
+    lines.append(
+        "Losses are the last logged values; kNN is measured by each run at its end on the recipe's "
+        "eval pair; images/s is the median logged training throughput; wall time covers training and "
+        "evaluation."
+    )
     if plots:
         lines += ["", *(f"![{name}]({name})" for name in plots)]
     return "\n".join(lines) + "\n"
@@ -116,17 +131,28 @@ def render_markdown(ablation: Ablation, rows: Sequence[VariantRow], output_dir: 
 def _table(rows: Sequence[VariantRow]) -> list[str]:
     losses = [c for c in _columns(rows) if c.startswith("loss/")]
     accuracies = [c for c in SHOWN_ACCURACIES if _present(rows, c)]
-    header = ["variant", "differs from base", "seeds", *losses, *(ACCURACY_COLUMNS[c] for c in accuracies),
-              "images/s", "wall time"]
+    header = [
+        "variant",
+        "differs from base",
+        "seeds",
+        *losses,
+        *(ACCURACY_COLUMNS[c] for c in accuracies),
+        "images/s",
+        "wall time",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         wall = row.stats["wall_s"]
-        wall_text = "-" if wall.n == 0 else format_duration(wall.mean) + (
-            f" ± {wall.std:.0f} s" if wall.n > 1 else "")
-        cells = [row.variant.name, f"`{row.variant.describe()}`", str(len(row.seeds)),
-                 *(format_stat(row.stats[c], 4) for c in losses),
-                 *(format_stat(row.stats[c], 2) for c in accuracies),
-                 format_stat(row.stats["images_per_s"], 1), wall_text]
+        wall_text = "-" if wall.n == 0 else format_duration(wall.mean) + (f" ± {wall.std:.0f} s" if wall.n > 1 else "")
+        cells = [
+            row.variant.name,
+            f"`{row.variant.describe()}`",
+            str(len(row.seeds)),
+            *(format_stat(row.stats[c], 4) for c in losses),
+            *(format_stat(row.stats[c], 2) for c in accuracies),
+            format_stat(row.stats["images_per_s"], 1),
+            wall_text,
+        ]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return lines
 
@@ -136,14 +162,21 @@ def render_csv(rows: Sequence[VariantRow]) -> str:
     columns = _columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["variant", "overrides", "seeds",
-                     *(f"{c}_{part}" for c in columns for part in ("mean", "std", "n"))])
+    writer.writerow(
+        ["variant", "overrides", "seeds", *(f"{c}_{part}" for c in columns for part in ("mean", "std", "n"))]
+    )
     for row in rows:
-        values: list[str | int | float] = [row.variant.name, row.variant.describe(),
-                                           " ".join(str(s) for s in row.seeds)]
+        values: list[str | int | float] = [
+            row.variant.name,
+            row.variant.describe(),
+            " ".join(str(s) for s in row.seeds),
+        ]
         for column in columns:
             stat = row.stats[column]
-            values += ["" if math.isnan(stat.mean) else repr(stat.mean),
-                       "" if math.isnan(stat.std) else repr(stat.std), stat.n]
+            values += [
+                "" if math.isnan(stat.mean) else repr(stat.mean),
+                "" if math.isnan(stat.std) else repr(stat.std),
+                stat.n,
+            ]
         writer.writerow(values)
     return buffer.getvalue()

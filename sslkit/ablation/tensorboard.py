@@ -42,8 +42,9 @@ def hparam_value(value: Any) -> bool | int | float | str:
     return render_value(value)
 
 
-def write_mean_runs(output_dir: Path, rows: Sequence[VariantRow], records: Sequence[RunRecord],
-                    recipes: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+def write_mean_runs(
+    output_dir: Path, rows: Sequence[VariantRow], records: Sequence[RunRecord], recipes: Mapping[str, Mapping[str, Any]]
+) -> list[Path]:
     """Write ``<variant>/mean`` for every variant with records; ``recipes`` maps a variant to its
     resolved recipe data (for the hparams). Returns the directories written."""
     from torch.utils.tensorboard import SummaryWriter
@@ -62,15 +63,22 @@ def write_mean_runs(output_dir: Path, rows: Sequence[VariantRow], records: Seque
             for prefix, attribute in (("loss", "loss_curves"), ("eval", "eval_curves")):
                 names = sorted({name for r in mine for name in getattr(r, attribute)})
                 for name in names:
-                    steps, mean, _ = mean_curve([getattr(r, attribute)[name] for r in mine
-                                                 if name in getattr(r, attribute)])
+                    steps, mean, _ = mean_curve(
+                        [getattr(r, attribute)[name] for r in mine if name in getattr(r, attribute)]
+                    )
                     for step, value in zip(steps.tolist(), mean.tolist(), strict=True):
                         writer.add_scalar(f"{prefix}/{name}", value, step)
             recipe = recipes.get(row.variant.name, {})
-            hparams = {"variant": row.variant.name, "seeds": len(mine),
-                       **{key: hparam_value(_lookup(recipe, key)) for key in keys}}
-            final = {f"hparam/{column.replace('/', '_')}": stat.mean for column, stat in row.stats.items()
-                     if stat.n and not math.isnan(stat.mean)}
+            hparams = {
+                "variant": row.variant.name,
+                "seeds": len(mine),
+                **{key: hparam_value(_lookup(recipe, key)) for key in keys},
+            }
+            final = {
+                f"hparam/{column.replace('/', '_')}": stat.mean
+                for column, stat in row.stats.items()
+                if stat.n and not math.isnan(stat.mean)
+            }
             writer.add_hparams(hparams, final, run_name=".")
         written.append(run_dir)
     return written

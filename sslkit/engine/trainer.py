@@ -31,7 +31,7 @@ from sslkit.engine.precision import DTYPES, autocast, check_precision, grad_scal
 from sslkit.engine.run_state import RunState
 from sslkit.engine.schedules import Schedules, peak_lr
 from sslkit.engine.step import compute_losses, compute_outputs, nonfinite_terms
-from sslkit.engine.strategy import init_processes, reshard, resolve_strategy, wrap_student
+from sslkit.engine.strategy import apply_fsdp2, init_processes, reshard, resolve_strategy, wrap_student
 from sslkit.errors import SSLKitError
 from sslkit.recipe import ResolvedRecipe
 from sslkit.registry import get_registry
@@ -90,16 +90,15 @@ class Trainer:
         self.parts: Components = build_components(resolved)
         self.student = Student(self.parts.backbone, self.parts.heads, self.parts.losses).to(self.info.device)
         self.teacher = Teacher(self.student).to(self.info.device)
+        param_dtype = DTYPES.get(r.run.precision) if self.strategy == "fsdp2" else None
+        self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
+        if self.strategy == "fsdp2":
+            apply_fsdp2(self.teacher, param_dtype)
+        # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimizer must hold
         self.groups = self.parts.param_groups.groups(self.student)
         check_groups(self.student, self.groups)
         self.optimizer = build_optimizer(self.groups, r.optim.betas, r.optim.eps, r.optim.implementation,
                                          self.info.device)
-        param_dtype = DTYPES.get(r.run.precision) if self.strategy == "fsdp2" else None
-        self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
-        if self.strategy == "fsdp2":
-            from sslkit.engine.strategy import apply_fsdp2
-
-            apply_fsdp2(self.teacher, param_dtype)
         if r.train.compile:
             self.model.compile()
             self.teacher.compile()

@@ -6,6 +6,7 @@ errors can point at the exact line of the file (or at the command line) that set
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,21 @@ from sslkit.errors import SSLKitError
 Locations = dict[str, str]
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """The safe loader, also reading ``1e-4`` as a number (YAML 1.1 requires ``1.0e-4``)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-def _construct(node: yaml.Node, loader: yaml.SafeLoader, prefix: str, where: str, locations: Locations) -> Any:
+def _construct(node: yaml.Node, loader: RecipeLoader, prefix: str, where: str, locations: Locations) -> Any:
     if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
         return loader.construct_object(node, deep=True)  # the safe loader refuses unknown tags
     if isinstance(node, yaml.MappingNode):
@@ -48,7 +60,7 @@ def load_yaml_with_locations(path: Path) -> tuple[dict[str, Any], Locations]:
         raise SSLKitError(f"recipe file not found: {path}") from None
     except OSError as exc:
         raise SSLKitError(f"cannot read recipe {path}: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = RecipeLoader(text)
     locations: Locations = {}
     try:
         node = loader.get_single_node()
@@ -74,7 +86,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if any(not part.isidentifier() for part in key.split(".")):
         raise SSLKitError(f"override {text!r}: {key!r} is not a dotted key of identifiers")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=RecipeLoader) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise SSLKitError(f"override {text!r}: value is not valid YAML: {exc}") from None
     return key, value

@@ -68,3 +68,10 @@ def test_overrides_parse_yaml_values_and_record_their_origin() -> None:
 def test_malformed_overrides_are_rejected(text: str) -> None:
     with pytest.raises(SSLKitError, match="override"):
         parse_override(text)
+
+
+def test_scientific_notation_is_a_number_in_files_and_overrides(write_recipe) -> None:
+    data, _ = load_layers(write_recipe("optim:\n  min_lr: 1e-6\n  base_lr: 4.0E-3\n"))
+    assert data == {"optim": {"min_lr": 1e-6, "base_lr": 4e-3}}
+    assert parse_override("optim.base_lr=1e-4") == ("optim.base_lr", 1e-4)
+    assert parse_override("run.name=1e4x") == ("run.name", "1e4x")
