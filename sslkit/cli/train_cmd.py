@@ -31,6 +31,21 @@ def run(args: argparse.Namespace) -> int:
                    **{f"loss/{k}": round(v, 5) for k, v in result.final_losses.items()},
                    **{f"eval/{k}": round(v, 3) for k, v in result.metrics.items()}}
         if "knn_top1" in result.metrics:
-            print(f"kNN top-1 (k={resolved.recipe.eval.k}): {result.metrics['knn_top1']:.2f}%")
+            initial = _initial_knn(result.output_dir)
+            before = f" (untrained model: {initial:.2f}%)" if initial is not None else ""
+            print(f"kNN top-1 (k={resolved.recipe.eval.k}) after {result.step} steps: "
+                  f"{result.metrics['knn_top1']:.2f}%{before}")
         print(json.dumps(summary))  # last line: machine-readable
     return 0
+
+
+def _initial_knn(output_dir: Path) -> float | None:
+    """kNN top-1 of the untrained model, when the run evaluated it (``eval.at_start``)."""
+    path = output_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("step") == 0 and "eval/knn_top1" in record:
+            return float(record["eval/knn_top1"])
+    return None

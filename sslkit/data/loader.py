@@ -91,9 +91,8 @@ def _collate(samples: list[dict[str, Any]]) -> TrainBatch:
 class TrainLoader:
     """Endless iterable of :class:`TrainBatch`; checks the bad-file fraction as batches arrive."""
 
-    def __init__(self, loader: DataLoader, sampler: StepBatchSampler, tracker: BadFileTracker) -> None:
+    def __init__(self, loader: DataLoader, tracker: BadFileTracker) -> None:
         self.loader = loader
-        self.sampler = sampler
         self.tracker = tracker
 
     def __iter__(self) -> Iterator[TrainBatch]:
@@ -141,4 +140,4 @@ def build_train_loader(
         prefetch_factor=prefetch_factor if workers else None,
         generator=seeding.generator(seed, "loader_workers"),  # leaves the global RNG untouched
     )
-    return TrainLoader(loader, sampler, BadFileTracker(len(dataset), max_bad_fraction))
+    return TrainLoader(loader, BadFileTracker(len(dataset), max_bad_fraction))

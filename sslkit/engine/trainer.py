@@ -164,6 +164,8 @@ class Trainer:
         ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
         ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
         terms["total"] = total.detach().float()
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm over all shards is a replicated DTensor
+            grad_norm = grad_norm.full_tensor()
         terms["grad_norm"] = grad_norm.detach().float()
         return terms
 

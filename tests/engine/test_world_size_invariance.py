@@ -61,9 +61,9 @@ def test_two_processes_equal_one_process(tmp_path, quickstart, tiny_overrides, s
     start = {k: v.detach().clone() for k, v in initial.student.state_dict().items()}
     moved = 0.0
     for key, value in a["student"].items():
-        torch.testing.assert_close(b["student"][key], value, atol=1e-5, rtol=1e-4, msg=f"student {key}")
+        torch.testing.assert_close(b["student"][key], value, atol=1e-5, rtol=1e-4)
         if value.is_floating_point():
             moved = max(moved, float((value - start[key]).abs().max()))
     for key, value in a["teacher"].items():
-        torch.testing.assert_close(b["teacher"][key], value, atol=1e-5, rtol=1e-4, msg=f"teacher {key}")
+        torch.testing.assert_close(b["teacher"][key], value, atol=1e-5, rtol=1e-4)
     assert moved > 1e-4, "training did not move the weights: the comparison would be vacuous"
