@@ -6,6 +6,7 @@ from torch import nn
 
 from sslkit.components import BuildContext
 from sslkit.data.eval_loader import build_eval_loader
+from sslkit.data.subset import StridedSubset
 from sslkit.engine.strategy import ProcessInfo
 from sslkit.eval.features import extract_features
 from sslkit.eval.knn import knn_classify
@@ -42,7 +43,10 @@ class OnlineEvaluator:
     def _build(self) -> tuple[object, object]:
         if self._datasets is None:
             specs = [self._resolved.spec(f"eval.{which}") for which in ("train_data", "test_data")]
-            self._datasets = tuple(spec.component.factory(spec.params, BuildContext()) for spec in specs)
+            train_set, test_set = (spec.component.factory(spec.params, BuildContext()) for spec in specs)
+            if self.config.max_train_images is not None:
+                train_set = StridedSubset(train_set, self.config.max_train_images)
+            self._datasets = (train_set, test_set)
         return self._datasets
 
     def run(self, backbone: nn.Module, step: int) -> dict[str, float]:

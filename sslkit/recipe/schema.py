@@ -122,6 +122,8 @@ class EvalSection:
     at_end: bool = param(True, "Run kNN when training ends (when train_data and test_data are set).")
     at_start: bool = param(False, "Also evaluate the initial model (to show what training added).")
     k: int = param(20, "Neighbours for the reported kNN top-1.", ge=1)
+    max_train_images: int | None = param(
+        None, "Use an evenly spaced subset of this many training images as the kNN memory bank (null: all).", ge=1)
     temperature: float = param(0.07, "kNN vote temperature.", gt=0.0)
     image_size: int | None = param(None, "Evaluation image size (null: the global crop size).", ge=1)
     crop_fraction: float = param(0.875, "Resize the shorter side to image_size / crop_fraction, then centre-crop "
