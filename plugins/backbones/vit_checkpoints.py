@@ -227,8 +227,6 @@ def timm_model_kwargs(vit: ViT) -> dict[str, int | float | bool | None]:
         kwargs["in_chans"] = p.in_chans
     if vit.num_register_tokens not in (0, _TIMM_REGISTERS):
         kwargs["reg_tokens"] = vit.num_register_tokens
-    if p.layerscale_init is None:
-        kwargs["init_values"] = None
     if not p.qkv_bias:
         kwargs["qkv_bias"] = False
     return kwargs
@@ -239,6 +237,10 @@ def to_timm_state_dict(vit: ViT) -> dict[str, Tensor]:
     vit.params.img_size, **timm_model_kwargs(vit))``: no ``mask_token``; with registers, the CLS
     position is folded into ``cls_token`` and ``pos_embed`` keeps the patch positions only."""
     state = {k: v.detach().clone() for k, v in vit.state_dict().items() if k != "mask_token"}
+    if vit.params.layerscale_init is None:  # timm drops init_values=None: an all-ones gamma is the identity
+        for i in range(vit.num_layers):
+            for branch in ("ls1", "ls2"):
+                state[f"blocks.{i}.{branch}.gamma"] = torch.ones(vit.embed_dim)
     if vit.num_register_tokens:
         pos = state.pop("pos_embed")
         state["cls_token"] = state["cls_token"] + pos[:, :1]

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
 def _features(args: argparse.Namespace, with_patch_mean: bool = False) -> tuple[Any, ...]:
     from sslkit.data.eval_loader import build_eval_loader
     from sslkit.data.resolve import dataset_from_path
-    from sslkit.engine.evaluation import eval_geometry
+    from sslkit.engine.evaluation import check_labelled, eval_geometry
     from sslkit.engine.restore import load_backbone
     from sslkit.engine.strategy import pick_device
     from sslkit.eval.features import extract_features
@@ -52,6 +52,7 @@ def _features(args: argparse.Namespace, with_patch_mean: bool = False) -> tuple[
     out = []
     for name, path in (("train", args.train_data), ("test", args.test_data)):
         dataset = dataset_from_path(path)
+        check_labelled(dataset, f"--{name}-data {path}")
         loader = build_eval_loader(dataset, image_size=size, batch_size=args.batch_size,
                                    num_workers=args.num_workers, mean=mean, std=std, crop_fraction=crop_fraction)
         progress = Progress(len(loader), stream=sys.stderr, desc=f"{name} features")

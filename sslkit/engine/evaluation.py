@@ -8,6 +8,7 @@ from sslkit.components import BuildContext
 from sslkit.data.eval_loader import build_eval_loader
 from sslkit.data.subset import StridedSubset
 from sslkit.engine.strategy import ProcessInfo
+from sslkit.errors import SSLKitError
 from sslkit.eval.features import extract_features
 from sslkit.eval.knn import knn_classify
 from sslkit.recipe import ResolvedRecipe
@@ -24,6 +25,16 @@ def eval_geometry(resolved: ResolvedRecipe) -> tuple[int, tuple[float, ...], tup
     mean = tuple(getattr(params, "mean", IMAGENET_MEAN))
     std = tuple(getattr(params, "std", IMAGENET_STD))
     return size, mean, std
+
+
+def check_labelled(dataset: object, role: str) -> None:
+    """kNN and linear probes need at least two classes: one class would score 100% trivially
+    (typically a tar archive whose single top folder, e.g. ``train/``, was taken as the class)."""
+    classes = list(getattr(dataset, "classes", []) or [])
+    if len(classes) < 2:
+        raise SSLKitError(f"{role}: evaluation needs labelled images in at least 2 class folders, found "
+                          f"{classes or 'none'}; for an archive holding train/<class>/..., set the dataset's "
+                          "prefix (e.g. prefix: train)")
 
 
 class OnlineEvaluator:
@@ -44,6 +55,8 @@ class OnlineEvaluator:
         if self._datasets is None:
             specs = [self._resolved.spec(f"eval.{which}") for which in ("train_data", "test_data")]
             train_set, test_set = (spec.component.factory(spec.params, BuildContext()) for spec in specs)
+            check_labelled(train_set, "eval.train_data")
+            check_labelled(test_set, "eval.test_data")
             if self.config.max_train_images is not None:
                 train_set = StridedSubset(train_set, self.config.max_train_images)
             self._datasets = (train_set, test_set)

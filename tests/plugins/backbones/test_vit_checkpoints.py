@@ -124,7 +124,7 @@ def test_timm_names_and_kwargs_for_other_configurations() -> None:
             (
                 ViT(ViTParams(size="large", num_register_tokens=2, patch_size=16, layerscale_init=None)),
                 "vit_large_patch14_reg4_dinov2",
-                {"reg_tokens": 2, "patch_size": 16, "init_values": None},
+                {"reg_tokens": 2, "patch_size": 16},  # no LayerScale: exported as all-ones gammas
             ),
             (
                 ViT(ViTParams(size="tiny", qkv_bias=False)),
@@ -134,6 +134,14 @@ def test_timm_names_and_kwargs_for_other_configurations() -> None:
         ]
     for vit, name, kwargs in cases:
         assert (timm_model_name(vit), timm_model_kwargs(vit)) == (name, kwargs)
+
+
+def test_no_layerscale_exports_identity_gammas_that_timm_loads() -> None:
+    vit = ours(size="tiny", layerscale_init=None)
+    state = to_timm_state_dict(vit)
+    assert torch.equal(state["blocks.0.ls1.gamma"], torch.ones(vit.embed_dim))
+    model = timm_vit(timm_model_name(vit), **timm_model_kwargs(vit))
+    model.load_state_dict(state, strict=True)
 
 
 def test_mlp_ratio_override_reproduces_the_hidden_width() -> None:
