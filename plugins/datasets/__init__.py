@@ -1,1 +1,28 @@
-"""Built-in datasets plugins."""
+"""Built-in datasets: ``synthetic`` (the embedded default), ``image_folder`` and ``tar``."""
+
+from __future__ import annotations
+
+import sslkit
+from sslkit.hookspecs import Register
+from sslkit_plugins.datasets.image_folder import ImageFolderDataset, ImageFolderParams
+from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
+from sslkit_plugins.datasets.tar import TarDataset, TarParams
+
+
+@sslkit.hookimpl
+def register_datasets(register: Register) -> None:
+    register(
+        "synthetic",
+        SyntheticDataset,
+        SyntheticParams,
+        summary="Procedurally drawn shapes and textures, labelled, generated on the fly (no files).",
+    )
+    register(
+        "image_folder",
+        ImageFolderDataset,
+        ImageFolderParams,
+        summary="Images in a directory, labelled by class sub-folder (unlabelled when flat).",
+    )
+    register(
+        "tar", TarDataset, TarParams, summary="An ImageFolder tree read directly from an uncompressed .tar archive."
+    )
