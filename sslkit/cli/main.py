@@ -24,6 +24,9 @@ examples:
   sslkit recipe show recipes/dinov2/vits14.yaml optim.base_lr=0.002
   sslkit plugins --kind loss
   sslkit eval knn --checkpoint runs/quickstart --train-data DIR_OR_TAR --test-data DIR_OR_TAR
+  sslkit export --checkpoint runs/quickstart --out backbone.safetensors
+  sslkit ablate recipes/ablations/crop_selection.yaml --output-dir runs/ablation train.max_steps=300
+  sslkit new-plugin my-loss
   torchrun --nproc_per_node 4 -m sslkit train RECIPE --output-dir DIR
 """
 
