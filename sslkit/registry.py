@@ -117,9 +117,11 @@ class Registry:
             else:
                 self.components[key] = comp
 
-    def unregister_provider_module(self, module_name: str) -> None:
-        """Remove every component registered by ``module_name`` (used by test fixtures)."""
-        for key in [k for k, c in self.components.items() if c.provider.module == module_name]:
+    def unregister_module(self, module: ModuleType | object, provider: Provider) -> None:
+        """Undo :meth:`register_module`: forget the module's hooks and its components."""
+        if self._manager.is_registered(module):
+            self._manager.unregister(module)
+        for key in [k for k, c in self.components.items() if c.provider == provider]:
             del self.components[key]
 
     def get(self, kind: str, name: str) -> Component:

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 
 import pytest
 import torch
@@ -111,10 +111,13 @@ def exploding_loss():
     def register_losses(register) -> None:
         register("exploding", ExplodingLoss, ExplodingParams)
 
+    module = ModuleType("tests_explode")
+    module.register_losses = register_losses  # type: ignore[attr-defined]
+    provider = Provider("tests", "0", "tests_explode")
     registry = get_registry()
-    registry.register_module(SimpleNamespace(register_losses=register_losses), Provider("tests", "0", "tests.explode"))
+    registry.register_module(module, provider)
     yield
-    registry.unregister_provider_module("tests.explode")
+    registry.unregister_module(module, provider)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
+from types import ModuleType
 
 import pytest
 
@@ -27,12 +27,14 @@ def make_scale(params: ScaleParams, ctx: BuildContext) -> tuple[float, str, int]
     return params.factor, params.mode, ctx.seed
 
 
-def _plugin(name: str) -> SimpleNamespace:
+def _plugin(name: str) -> ModuleType:
     @sslkit.hookimpl
     def register_maskers(register) -> None:
         register(name, make_scale, ScaleParams)
 
-    return SimpleNamespace(register_maskers=register_maskers)
+    module = ModuleType(f"plugin_{name}")
+    module.register_maskers = register_maskers  # type: ignore[attr-defined]
+    return module
 
 
 def test_every_kind_has_builtins_from_the_sslkit_distribution() -> None:
@@ -62,6 +64,16 @@ def test_registration_records_provider_and_summary_from_docstring() -> None:
     assert component.provider == Provider("dist-a", "1.0", "dist_a.plugin")
     assert component.summary == "Returns its parameters (a component that is just data)."
     assert registry.create("masker", "scale", BuildContext(seed=5), factor=3) == (3.0, "a", 5)
+
+
+def test_unregistering_a_module_removes_its_components() -> None:
+    registry = Registry()
+    module, provider = _plugin("scale"), Provider("dist-a", "1.0", "a.mod")
+    registry.register_module(module, provider)
+    registry.unregister_module(module, provider)
+    assert "scale" not in registry.names("masker")
+    registry.register_module(module, provider)  # can be registered again
+    assert registry.names("masker") == ["scale"]
 
 
 def test_conflicting_registrations_name_both_providers() -> None:
