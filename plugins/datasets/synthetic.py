@@ -1,11 +1,15 @@
 """Dataset ``synthetic``: procedurally drawn shapes, the embedded default (no files, deterministic).
 
 Each class is a shape family -- disk, ring, square, triangle, cross, square outline, and disks
-filled with stripes, a checkerboard, dots or concentric rings -- drawn with a random position,
-size and rotation, random foreground and background colours (never informative of the class),
-a background gradient, small distractor blobs and pixel noise. Telling classes apart needs
-shape and texture, not colour statistics, so a randomly initialised network is far from
-perfect while self-supervised training on multi-crop views learns it.
+filled with stripes, a checkerboard, dots or concentric rings. An image holds one large instance
+(radius 28-42% of the side) with a random position and rotation, in a random, weakly tinted
+tone over a background gradient between two other random tones, plus pixel noise. Every image
+is then standardised to the same per-channel mean and spread, so that colour and brightness
+carry no information about the class (a kNN on mean colour is at chance) and a randomly
+initialised ViT's features -- mostly mean colour -- are near chance too; telling the classes
+apart needs the silhouette and the texture, which self-supervised training on multi-crop views
+learns. Colourful backgrounds were tried and rejected: DINO then learns each image's colours
+(the cue shared by all its views) instead of its shape.
 
 Image ``i`` has label ``i % num_classes`` and is generated on the fly from ``(seed, i)`` with a
 few vectorised numpy operations on a coordinate grid (well under a millisecond at 32 px).
@@ -134,9 +138,7 @@ class SyntheticDataset:
         rng = np.random.default_rng([self.params.seed, index])
         s = self.params.image_size
         x, y = self._x, self._y
-        start, end = rng.uniform(0.0, 1.0, (2, 3)).astype(np.float32)
-        start = start.mean() + 0.15 * (start - start.mean())
-        end = end.mean() + 0.15 * (end - end.mean())
+        start, end = _tone(rng), _tone(rng)
         direction = rng.normal(size=2)
         direction /= np.linalg.norm(direction) + 1e-12
         ramp = np.clip(((x - s / 2) * direction[0] + (y - s / 2) * direction[1]) / s + 0.5, 0, 1)[..., None]
@@ -147,12 +149,17 @@ class SyntheticDataset:
         cos, sin = float(np.cos(angle)), float(np.sin(angle))
         u = (x - cx) * cos + (y - cy) * sin
         v = (y - cy) * cos - (x - cx) * sin
-        colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
-        colour = colour.mean() + 0.15 * (colour - colour.mean())
+        colour = _tone(rng)
         _paint(image, SHAPES[self.classes[label]](u, v, radius, rng), colour)
         image = (image - image.mean(axis=(0, 1))) / (image.std(axis=(0, 1)) + 0.05) * 0.2 + 0.5
         image += rng.standard_normal(image.shape, dtype=np.float32) * 0.04
         return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _tone(rng: np.random.Generator) -> Array:
+    """A random grey level with a weak random tint (15% of a random colour's chroma)."""
+    colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
+    return colour.mean() + 0.15 * (colour - colour.mean())
 
 
 def _paint(image: Array, distance: Array, colour: Array) -> None:
