@@ -1,0 +1,519 @@
+"""Training throughput: sslkit's engine against a DINOv2 loop built from lightly's parts, side by side.
+
+Both contenders train the same CIFAR-scale DINOv2 configuration (``recipes/cifar10/bench_vit_tiny.yaml``:
+ViT-tiny 192/12/3, patch 4, 2 global 32 px + 8 local 16 px crops, batch 64, DINO + iBOT + KoLeo,
+block masking) on ``../shared/data/cifar10/train.tar`` (read in place with ``tarfile``) for
+``--warmup`` untimed then ``--steps`` timed optimizer steps, data loading and augmentation
+included, with the same CPU threads, loader workers and OpenMP wait policy. Each run is a fresh
+subprocess so that memory peaks do not mix; the contenders' runs are interleaved (``--repeats``).
+
+* ``sslkit``: :class:`sslkit.engine.trainer.Trainer` built from the recipe (resolved once, here,
+  for every contender), the engine's train loader (``tar`` dataset, ``kornia_multicrop`` on the
+  batch), ``Trainer.train_step`` per step.
+* ``lightly peer``: :mod:`lightly_peer`, lightly's DINOv2 example with the recipe's sizes (timm
+  ViT in ``MaskedVisionTransformerTIMM``, ``DINOv2ProjectionHead``, lightly's losses and block
+  masks, torchvision ``DINOTransform`` per image in the loader workers, default AdamW), in fp32
+  as the example, and/or under bf16 autocast (``--peer-precision fp32 bf16``).
+
+Printed per contender: images/s (median over repeats), CPU time per image (main process and
+loader workers), peak RSS of the training process (``getrusage``), private memory of its loader
+workers, CUDA peak on a GPU; then the ratios sslkit / peer. ``--variant NAME=KEY=VALUE,...`` adds
+sslkit contenders with recipe overrides (e.g. ``fp32=run.precision=fp32``); ``--patch
+NAME=PATCH,...`` adds sslkit contenders with a proposed engine/plugin change monkeypatched in
+(see ``PATCHES``); ``--profile`` prints a torch.profiler table of one extra step per contender.
+
+Run (about 10 minutes on 2 CPU cores)::
+
+    .venv/bin/python benchmarks/train_throughput.py --patch attn=cpu_attention --peer-precision fp32 bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RECIPE = ROOT / "recipes" / "cifar10" / "bench_vit_tiny.yaml"
+DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10" / "train.tar"
+RESULT_TAG = "RESULT "
+
+
+# -- measurement helpers (run inside a contender's subprocess) ---------------------------------
+def _child_pids() -> list[int]:
+    """Direct children of this process (the DataLoader workers)."""
+    me, pids = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            pids.append(int(entry))
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _private_mib(pid: int) -> float:
+    """Private (unshared) resident memory of ``pid`` in MiB: what a forked worker adds."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return 0.0
+    kib = sum(int(line.split()[1]) for line in lines if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    return kib / 1024
+
+
+class Meter:
+    """Wall time and CPU time (this process + its workers) over the timed steps."""
+
+    def start(self) -> None:
+        self.workers = _child_pids()
+        self.cpu0 = self._cpu()
+        self.t0 = time.perf_counter()
+
+    def _cpu(self) -> float:
+        times = os.times()
+        return times.user + times.system + sum(_cpu_seconds(p) for p in self.workers)
+
+    def stop(self, images: int, device: Any) -> dict[str, float]:
+        import torch
+
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - self.t0
+        cpu = self._cpu() - self.cpu0
+        result = {
+            "images_per_s": images / wall,
+            "seconds": wall,
+            "cpu_ms_per_image": 1000 * cpu / images,
+            "host_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "workers_private_mib": sum(_private_mib(p) for p in self.workers),
+        }
+        if device.type == "cuda":
+            result["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        return result
+
+
+def _profile_step(run_step: Any, row_limit: int = 18) -> str:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        run_step()
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=row_limit, max_name_column_width=48)
+
+
+# -- the contenders ------------------------------------------------------------------------------
+def run_sslkit(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time ``Trainer.train_step`` over the engine's own train loader."""
+
+    from sslkit.data.loader import build_train_loader
+    from sslkit.engine.trainer import Trainer
+    from sslkit.recipe import load_resolved
+
+    resolved = load_resolved(spec["recipe_data"], spec["label"])  # resolved once by the parent
+    with tempfile.TemporaryDirectory(prefix="sslkit-bench-") as out:
+        trainer = Trainer(resolved, Path(out))
+        for patch in spec["patches"]:
+            PATCHES[patch](trainer)
+        r = trainer.recipe
+        loader = build_train_loader(
+            trainer.parts.dataset,
+            trainer.parts.augmentation,
+            global_batch_size=trainer.global_batch,
+            rank=trainer.info.rank,
+            world_size=trainer.info.world_size,
+            seed=r.run.seed,
+            start_step=0,
+            num_workers=r.data.num_workers,
+            device=trainer.info.device,
+            max_bad_fraction=r.data.max_bad_fraction,
+        )
+        iterator = iter(loader)
+        terms: dict[str, Any] | None = None
+        for step in range(spec["warmup"]):
+            terms = trainer.train_step(step, next(iterator))
+        meter = Meter()
+        meter.start()
+        for step in range(spec["warmup"], spec["warmup"] + spec["steps"]):
+            terms = trainer.train_step(step, next(iterator))
+        result = meter.stop(spec["steps"] * trainer.global_batch, trainer.info.device)
+        result["final_loss"] = float(terms["total"]) if terms else float("nan")
+        if spec["profile"]:
+            step = spec["warmup"] + spec["steps"]
+            result["profile"] = _profile_step(lambda: trainer.train_step(step, next(iterator)))
+    return result
+
+
+def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time the lightly-built loop of :mod:`lightly_peer`."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lightly_peer import PeerConfig, PeerLoop
+
+    cfg = PeerConfig(**spec["peer"])
+    device = torch.device(spec["device"])
+    loop = PeerLoop(cfg, device)
+    iterator = loop.loader()
+    loss = None
+    for step in range(spec["warmup"]):
+        loss = loop.step(step, next(iterator))
+    meter = Meter()
+    meter.start()
+    for step in range(spec["warmup"], spec["warmup"] + spec["steps"]):
+        loss = loop.step(step, next(iterator))
+    result = meter.stop(spec["steps"] * cfg.batch_size, device)
+    result["final_loss"] = float(loss) if loss is not None else float("nan")
+    if spec["profile"]:
+        step = spec["warmup"] + spec["steps"]
+        result["profile"] = _profile_step(lambda: loop.step(step, next(iterator)))
+    return result
+
+
+def _patch_cpu_attention(_trainer: Any) -> None:
+    """``vit`` attention as explicit ``softmax(q k^T / sqrt(d)) v`` on the CPU (SDPA elsewhere).
+
+    On the CPU, PyTorch's fused SDPA kernel is slow for these short sequences (65 and 17 tokens)
+    in bf16, above all its backward, and its math fallback adds ``_safe_softmax`` checks; the
+    explicit form is three plain kernels whose bf16 matmuls use the CPU's bf16 units.
+    """
+    import torch.nn.functional as F
+
+    from sslkit_plugins.backbones import vit_blocks
+
+    fused = vit_blocks.Attention.forward
+
+    def forward(self: Any, x: Any) -> Any:
+        if x.device.type != "cpu":
+            return fused(self, x)
+        b, n, d = x.shape
+        head_dim = d // self.num_heads
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        weights = F.softmax((q * head_dim**-0.5) @ k.transpose(-2, -1), dim=-1)
+        return self.proj((weights.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, d))
+
+    vit_blocks.Attention.forward = forward
+
+
+def _patch_no_entropy(_trainer: Any) -> None:
+    """Skip the DINO / iBOT losses' per-step teacher-entropy diagnostic (to measure its cost)."""
+    from sslkit_plugins.losses import dino, ibot
+
+    for module in (dino, ibot):
+        module.mean_entropy = lambda probs: probs.new_zeros(())
+
+
+#: Named monkeypatches of the engine and plugins, to measure a proposed change without editing them.
+PATCHES: dict[str, Any] = {"cpu_attention": _patch_cpu_attention, "no_entropy": _patch_no_entropy}
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    result = run_sslkit(spec) if spec["kind"] == "sslkit" else run_peer(spec)
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+# -- the orchestrator ----------------------------------------------------------------------------
+def peer_config(resolved: Any, tar: str, device: str, precision: str) -> dict[str, Any]:
+    """The :class:`lightly_peer.PeerConfig` that does the same work per step as ``resolved``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lightly_peer import PeerConfig
+
+    d, r = resolved.data, resolved.recipe
+    aug, bb = d["data"]["augmentation"], d["model"]["backbone"]
+    losses, heads = d["losses"], d["model"]["heads"]
+    kinds = {spec["name"]: spec for spec in losses.values()}
+    missing = {"dino", "ibot", "koleo"} - set(kinds)
+    if missing:
+        raise SystemExit(f"the peer implements DINO + iBOT + KoLeo; the recipe lacks {sorted(missing)}")
+    dino_head, ibot_head = heads[kinds["dino"]["head"]], heads[kinds["ibot"]["head"]]
+    if dino_head["hidden_dim"] != ibot_head["hidden_dim"] or dino_head["bottleneck_dim"] != ibot_head["bottleneck_dim"]:
+        raise SystemExit("the peer's iBOT head has the DINO head's MLP widths; the recipe's differ")
+    from sslkit.engine.schedules import peak_lr
+    from sslkit_plugins.backbones.vit_params import VIT_SIZES
+
+    sizes = dict(zip(("embed_dim", "depth", "num_heads"), VIT_SIZES[bb["size"]], strict=True))
+    embed_dim, depth, num_heads = (bb.get(key) or default for key, default in sizes.items())
+    masker, policy = d["masking"]["masker"], d["masking"]["crop_policy"]
+    epoch = r.train.epoch_length
+    cfg = PeerConfig(
+        tar_path=tar,
+        batch_size=r.data.batch_size,
+        num_workers=r.data.num_workers,
+        n_local=aug["n_local"],
+        global_crop_size=aug["global_crop_size"],
+        local_crop_size=aug["local_crop_size"],
+        global_scale=tuple(aug["global_scale"]),
+        local_scale=tuple(aug["local_scale"]),
+        patch_size=bb["patch_size"],
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        layerscale_init=bb["layerscale_init"],
+        drop_path_rate=bb["drop_path_rate"],
+        drop_path_mode="uniform" if bb["drop_path_uniform"] else "linear",
+        head_hidden_dim=dino_head["hidden_dim"],
+        head_bottleneck_dim=dino_head["bottleneck_dim"],
+        dino_prototypes=dino_head["out_dim"],
+        ibot_prototypes=ibot_head["out_dim"],
+        separate_ibot_head=kinds["dino"]["head"] != kinds["ibot"]["head"],
+        dino_weight=kinds["dino"]["weight"],
+        ibot_weight=kinds["ibot"]["weight"],
+        koleo_weight=kinds["koleo"]["weight"] / aug["n_global"],  # sslkit averages over crops, lightly sums
+        mask_sample_probability=policy["fraction"],
+        mask_ratio_min=masker["min_ratio"],
+        mask_ratio_max=masker["max_ratio"],
+        clip_grad=r.optim.clip_grad,
+        peak_lr=peak_lr(r.optim.base_lr, r.data.batch_size, r.optim.reference_batch_size, r.optim.lr_scaling),
+        min_lr=r.optim.min_lr,
+        warmup_steps=round(r.optim.warmup_epochs * epoch),
+        weight_decay=(r.optim.weight_decay, r.optim.weight_decay_end),
+        momentum=(r.teacher.momentum, r.teacher.momentum_end),
+        teacher_temp=(r.teacher.temp, r.teacher.temp_end),
+        teacher_temp_warmup_steps=round(r.teacher.temp_warmup_epochs * epoch),
+        max_steps=r.train.max_steps,
+        epoch_length=epoch,
+        precision=precision,
+        seed=r.run.seed,
+    )
+    if aug["n_global"] != 2:
+        raise SystemExit("lightly's DINOTransform makes exactly 2 global crops")
+    return asdict(cfg)
+
+
+def _cpu_description() -> str:
+    """The CPU's model name and whether it has native bf16 (what makes bf16 autocast pay on a CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "cpu unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in info]
+    return f"{os.cpu_count()} x {model}, native bf16: {', '.join(flags) or 'no'}"
+
+
+def run_child(spec: dict[str, Any], threads: int, wait_policy: str) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": wait_policy,
+        "PYTHONWARNINGS": "ignore",
+    }
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG) :])
+    sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+    raise SystemExit(f"contender {spec['label']} failed (exit {proc.returncode})")
+
+
+def _summary(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("images_per_s", "cpu_ms_per_image", "host_peak_mib", "workers_private_mib", "cuda_peak_mib")
+    out: dict[str, Any] = {"label": label, "runs": len(runs)}
+    for key in keys:
+        values = [run[key] for run in runs if key in run]
+        if values:
+            pick = max if key.endswith("_mib") else statistics.median
+            out[key] = pick(values)
+    out["images_per_s_all"] = [round(run["images_per_s"], 2) for run in runs]
+    out["final_loss"] = runs[-1]["final_loss"]
+    return out
+
+
+def _print_table(summaries: list[dict[str, Any]], peer: dict[str, Any] | None) -> None:
+    header = f"{'contender':<26}{'img/s':>9}{'cpu ms/img':>12}{'host peak MiB':>15}{'workers MiB':>13}"
+    cuda = any("cuda_peak_mib" in s for s in summaries)
+    header += f"{'cuda peak MiB':>15}" if cuda else ""
+    header += f"{'x peer img/s':>14}{'x peer mem':>12}  runs (img/s)"
+    print(header)
+    for s in summaries:
+        row = (
+            f"{s['label']:<26}{s['images_per_s']:>9.2f}{s['cpu_ms_per_image']:>12.1f}{s['host_peak_mib']:>15.0f}"
+            f"{s['workers_private_mib']:>13.0f}"
+        )
+        row += f"{s.get('cuda_peak_mib', 0):>15.0f}" if cuda else ""
+        if peer is not None:
+            mem_key = "cuda_peak_mib" if cuda else "host_peak_mib"
+            row += f"{s['images_per_s'] / peer['images_per_s']:>14.2f}{s[mem_key] / peer[mem_key]:>12.2f}"
+        else:
+            row += f"{'':>14}{'':>12}"
+        print(row + f"  {s['images_per_s_all']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="sslkit recipe both contenders train")
+    parser.add_argument("--data", default=str(DEFAULT_TAR), help="CIFAR-10 train.tar (train/<class>/<n>.jpg)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per run (default 1)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per run (default 4)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per contender, interleaved (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per contender (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="data-loader workers per contender (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe overrides for every contender (the peer follows them)",
+    )
+    parser.add_argument(
+        "--variant",
+        nargs="*",
+        default=[],
+        metavar="NAME=KEY=VALUE,...",
+        help="extra sslkit contenders with their own overrides, e.g. fp32=run.precision=fp32",
+    )
+    parser.add_argument(
+        "--patch",
+        nargs="*",
+        default=[],
+        metavar="NAME=PATCH,...",
+        help=f"extra sslkit contenders with engine monkeypatches ({', '.join(PATCHES) or 'none'})",
+    )
+    parser.add_argument(
+        "--peer-precision",
+        nargs="+",
+        default=["fp32"],
+        choices=("fp32", "bf16"),
+        help="autocast of the peer loop, one peer contender each (lightly's example: fp32); "
+        "ratios are against the first",
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        choices=("PASSIVE", "ACTIVE"),
+        help="OpenMP wait policy of every contender (default PASSIVE: idle threads sleep instead of spinning, "
+        "which matters when threads + loader workers outnumber the cores)",
+    )
+    parser.add_argument("--no-peer", action="store_true", help="only the sslkit contenders")
+    parser.add_argument("--no-default", action="store_true", help="skip the plain sslkit contender")
+    parser.add_argument("--profile", action="store_true", help="profile one extra step (first repeat)")
+    parser.add_argument("--json", help="also write the summaries to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+    if not Path(args.data).is_file():
+        raise SystemExit(f"no CIFAR-10 archive at {args.data}; pass --data PATH")
+
+    from sslkit.recipe import load_recipe
+
+    base = [
+        f"data.dataset.path={args.data}",
+        f"data.num_workers={args.workers}",
+        f"run.device={args.device}",
+        *args.set,
+    ]
+    resolved = load_recipe(args.recipe, base)
+    common = {
+        "recipe_data": resolved.data,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "threads": args.threads,
+        "device": args.device,
+        "profile": args.profile,
+        "patches": [],
+    }
+    contenders: list[dict[str, Any]] = []
+    if not args.no_default:
+        contenders.append({**common, "kind": "sslkit", "label": "sslkit"})
+    for variant in args.variant:
+        name, _, overrides = variant.partition("=")
+        extra = [o for o in overrides.split(",") if o]
+        variant_data = load_recipe(args.recipe, base + extra).data
+        contenders.append({**common, "kind": "sslkit", "label": f"sslkit:{name}", "recipe_data": variant_data})
+    for patched in args.patch:
+        name, _, names = patched.partition("=")
+        chosen = [n for n in names.split(",") if n]
+        unknown = [n for n in chosen if n not in PATCHES]
+        if unknown:
+            raise SystemExit(f"unknown patches {unknown}; known: {', '.join(PATCHES)}")
+        contenders.append({**common, "kind": "sslkit", "label": f"sslkit+{name}", "patches": chosen})
+    for precision in [] if args.no_peer else args.peer_precision:
+        peer = peer_config(resolved, args.data, args.device, precision)
+        contenders.append({**common, "kind": "peer", "label": f"lightly peer {precision}", "peer": peer})
+
+    r, d = resolved.recipe, resolved.data
+    sizes = peer_config(resolved, args.data, args.device, "fp32")
+    aug = d["data"]["augmentation"]
+    print(
+        f"model: ViT {sizes['embed_dim']}/{sizes['depth']}/{sizes['num_heads']} patch {sizes['patch_size']}, "
+        f"crops {aug['n_global']}x{aug['global_crop_size']}px + {aug['n_local']}x{aug['local_crop_size']}px, "
+        f"head {sizes['head_hidden_dim']}-{sizes['head_bottleneck_dim']}-{sizes['dino_prototypes']} "
+        f"({'separate' if sizes['separate_ibot_head'] else 'shared'} iBOT head), losses {', '.join(d['losses'])}"
+    )
+    print(
+        f"recipe {args.recipe}: batch {r.data.batch_size}, precision {r.run.precision}, {args.threads} threads, "
+        f"{args.workers} workers, OMP_WAIT_POLICY={args.omp_wait_policy}, device {args.device} "
+        f"({_cpu_description()}); {args.warmup} warm-up + "
+        f"{args.steps} timed steps, {args.repeats} repeat(s)",
+        flush=True,
+    )
+    runs: dict[str, list[dict[str, Any]]] = {c["label"]: [] for c in contenders}
+    start = time.perf_counter()
+    for repeat in range(args.repeats):
+        order = contenders if repeat % 2 == 0 else contenders[::-1]
+        for spec in order:
+            spec = {**spec, "profile": args.profile and repeat == 0}
+            result = run_child(spec, args.threads, args.omp_wait_policy)
+            runs[spec["label"]].append(result)
+            print(
+                f"  [{time.perf_counter() - start:6.0f}s] {spec['label']}: {result['images_per_s']:.2f} img/s, "
+                f"{result['cpu_ms_per_image']:.0f} cpu ms/img, peak {result['host_peak_mib']:.0f} MiB, "
+                f"loss {result['final_loss']:.3f}",
+                flush=True,
+            )
+            if "profile" in result:
+                print(f"\n  profile of one step, {spec['label']}:\n{result['profile']}", flush=True)
+    summaries = [_summary(label, results) for label, results in runs.items()]
+    peers = [s for s in summaries if s["label"].startswith("lightly peer")]
+    print()
+    _print_table(summaries, peers[0] if peers else None)
+    mem_key = "cuda_peak_mib" if args.device.startswith("cuda") else "host_peak_mib"
+    for peer_summary in peers:
+        for s in summaries:
+            if not s["label"].startswith("lightly peer"):
+                speed = s["images_per_s"] / peer_summary["images_per_s"]
+                memory = s[mem_key] / peer_summary[mem_key]
+                print(f"{s['label']} / {peer_summary['label']}: images/s x{speed:.2f}, peak memory x{memory:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summaries, indent=2))
+
+
+if __name__ == "__main__":
+    main()
