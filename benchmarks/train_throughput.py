@@ -321,7 +321,7 @@ def _cpu_description() -> str:
     return f"{os.cpu_count()} x {model}, native bf16: {', '.join(flags) or 'no'}"
 
 
-def run_child(spec: dict[str, Any], threads: int, wait_policy: str) -> dict[str, Any]:
+def run_child(spec: dict[str, Any], threads: int, wait_policy: str, mmap_threshold: int | None) -> dict[str, Any]:
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -329,6 +329,8 @@ def run_child(spec: dict[str, Any], threads: int, wait_policy: str) -> dict[str,
         "OMP_WAIT_POLICY": wait_policy,
         "PYTHONWARNINGS": "ignore",
     }
+    if mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
@@ -419,6 +421,14 @@ def main() -> None:
         help="OpenMP wait policy of every contender (default PASSIVE: idle threads sleep instead of spinning, "
         "which matters when threads + loader workers outnumber the cores)",
     )
+    parser.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        metavar="BYTES",
+        help="fixed glibc mmap threshold for every contender (e.g. 65536): freed tensors go back to the OS, so "
+        "peak RSS measures live memory rather than heap fragmentation; slows every step, so use it for memory "
+        "figures only",
+    )
     parser.add_argument("--no-peer", action="store_true", help="only the sslkit contenders")
     parser.add_argument("--no-default", action="store_true", help="skip the plain sslkit contender")
     parser.add_argument("--profile", action="store_true", help="profile one extra step (first repeat)")
@@ -479,7 +489,8 @@ def main() -> None:
     )
     print(
         f"recipe {args.recipe}: batch {r.data.batch_size}, precision {r.run.precision}, {args.threads} threads, "
-        f"{args.workers} workers, OMP_WAIT_POLICY={args.omp_wait_policy}, device {args.device} "
+        f"{args.workers} workers, OMP_WAIT_POLICY={args.omp_wait_policy}, "
+        f"MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold or 'glibc default'}, device {args.device} "
         f"({_cpu_description()}); {args.warmup} warm-up + "
         f"{args.steps} timed steps, {args.repeats} repeat(s)",
         flush=True,
@@ -490,7 +501,7 @@ def main() -> None:
         order = contenders if repeat % 2 == 0 else contenders[::-1]
         for spec in order:
             spec = {**spec, "profile": args.profile and repeat == 0}
-            result = run_child(spec, args.threads, args.omp_wait_policy)
+            result = run_child(spec, args.threads, args.omp_wait_policy, args.malloc_mmap_threshold)
             runs[spec["label"]].append(result)
             print(
                 f"  [{time.perf_counter() - start:6.0f}s] {spec['label']}: {result['images_per_s']:.2f} img/s, "
