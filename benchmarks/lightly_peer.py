@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import io
 import tarfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -168,6 +167,81 @@ class DINOv2Peer(nn.Module):
         return [self.teacher_backbone, *heads]
 
 
+def config_from_recipe(resolved: Any, tar_path: str, precision: str) -> PeerConfig:
+    """The :class:`PeerConfig` that does the same work per step as the sslkit recipe ``resolved``
+    (a :class:`sslkit.recipe.ResolvedRecipe`); exits when the recipe uses something the peer lacks."""
+    d, r = resolved.data, resolved.recipe
+    aug, bb = d["data"]["augmentation"], d["model"]["backbone"]
+    losses, heads = d["losses"], d["model"]["heads"]
+    kinds = {spec["name"]: spec for spec in losses.values()}
+    missing = {"dino", "ibot", "koleo"} - set(kinds)
+    if missing:
+        raise SystemExit(f"the peer implements DINO + iBOT + KoLeo; the recipe lacks {sorted(missing)}")
+    masker, policy = d["masking"]["masker"], d["masking"]["crop_policy"]
+    unsupported = [
+        f"{key}: {value!r}"
+        for key, value in (
+            ("dino normalization", kinds["dino"]["normalization"]),
+            ("ibot normalization", kinds["ibot"]["normalization"]),
+            ("crop policy", policy["name"]),
+            ("masker", masker["name"]),
+            ("n_global", aug["n_global"]),
+        )
+        if value not in ("centering", "random_fraction", "block", 2)
+    ]
+    if unsupported or not masker["stratified"] or not kinds["dino"]["use_local_crops"]:
+        raise SystemExit(f"the peer (lightly's DINOv2 example) cannot follow this recipe: {unsupported}")
+    dino_head, ibot_head = heads[kinds["dino"]["head"]], heads[kinds["ibot"]["head"]]
+    if dino_head["hidden_dim"] != ibot_head["hidden_dim"] or dino_head["bottleneck_dim"] != ibot_head["bottleneck_dim"]:
+        raise SystemExit("the peer's iBOT head has the DINO head's MLP widths; the recipe's differ")
+    from sslkit.engine.schedules import peak_lr
+    from sslkit_plugins.backbones.vit_params import VIT_SIZES
+
+    sizes = dict(zip(("embed_dim", "depth", "num_heads"), VIT_SIZES[bb["size"]], strict=True))
+    embed_dim, depth, num_heads = (bb.get(key) or default for key, default in sizes.items())
+    epoch = r.train.epoch_length
+    return PeerConfig(
+        tar_path=tar_path,
+        batch_size=r.data.batch_size,
+        num_workers=r.data.num_workers,
+        n_local=aug["n_local"],
+        global_crop_size=aug["global_crop_size"],
+        local_crop_size=aug["local_crop_size"],
+        global_scale=tuple(aug["global_scale"]),
+        local_scale=tuple(aug["local_scale"]),
+        patch_size=bb["patch_size"],
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        layerscale_init=bb["layerscale_init"],
+        drop_path_rate=bb["drop_path_rate"],
+        drop_path_mode="uniform" if bb["drop_path_uniform"] else "linear",
+        head_hidden_dim=dino_head["hidden_dim"],
+        head_bottleneck_dim=dino_head["bottleneck_dim"],
+        dino_prototypes=dino_head["out_dim"],
+        ibot_prototypes=ibot_head["out_dim"],
+        separate_ibot_head=kinds["dino"]["head"] != kinds["ibot"]["head"],
+        dino_weight=kinds["dino"]["weight"],
+        ibot_weight=kinds["ibot"]["weight"],
+        koleo_weight=kinds["koleo"]["weight"] / aug["n_global"],  # sslkit averages over crops, lightly sums
+        mask_sample_probability=policy["fraction"],
+        mask_ratio_min=masker["min_ratio"],
+        mask_ratio_max=masker["max_ratio"],
+        clip_grad=r.optim.clip_grad,
+        peak_lr=peak_lr(r.optim.base_lr, r.data.batch_size, r.optim.reference_batch_size, r.optim.lr_scaling),
+        min_lr=r.optim.min_lr,
+        warmup_steps=round(r.optim.warmup_epochs * epoch),
+        weight_decay=(r.optim.weight_decay, r.optim.weight_decay_end),
+        momentum=(r.teacher.momentum, r.teacher.momentum_end),
+        teacher_temp=(r.teacher.temp, r.teacher.temp_end),
+        teacher_temp_warmup_steps=round(r.teacher.temp_warmup_epochs * epoch),
+        max_steps=r.train.max_steps,
+        epoch_length=epoch,
+        precision=precision,
+        seed=r.run.seed,
+    )
+
+
 def build_transform(cfg: PeerConfig) -> Callable[[Image.Image], list[Tensor]]:
     """lightly's DINO multi-crop (torchvision, per image) with the recipe's crop geometry."""
     from lightly.transforms.dino_transform import DINOTransform
@@ -306,24 +380,3 @@ class PeerLoop:
         for student, teacher in zip(model.student_modules(), model.teacher_modules(), strict=True):
             update_momentum(student, teacher, m=momentum)
         return loss.detach()
-
-
-def time_peer(cfg: PeerConfig, warmup: int, steps: int, device: torch.device) -> dict[str, float]:
-    """Run ``warmup`` untimed then ``steps`` timed steps (data loading included); return the figures."""
-    loop = PeerLoop(cfg, device)
-    iterator = loop.loader()
-    losses = []
-    for step in range(warmup):
-        losses.append(loop.step(step, next(iterator)))
-    _sync(device)
-    start = time.perf_counter()
-    for step in range(warmup, warmup + steps):
-        losses.append(loop.step(step, next(iterator)))
-    _sync(device)
-    elapsed = time.perf_counter() - start
-    return {"images_per_s": steps * cfg.batch_size / elapsed, "seconds": elapsed, "final_loss": float(losses[-1])}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

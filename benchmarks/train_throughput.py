@@ -42,6 +42,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lightly_peer import PeerConfig, PeerLoop, config_from_recipe
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = ROOT / "recipes" / "cifar10" / "bench_vit_tiny.yaml"
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10" / "train.tar"
@@ -104,6 +106,7 @@ class Meter:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         wall = time.perf_counter() - self.t0
+        self.workers = sorted(set(self.workers) | set(_child_pids()))  # workers started during the timed steps
         cpu = self._cpu() - self.cpu0
         result = {
             "images_per_s": images / wall,
@@ -174,9 +177,6 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
     """Time the lightly-built loop of :mod:`lightly_peer`."""
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from lightly_peer import PeerConfig, PeerLoop
-
     cfg = PeerConfig(**spec["peer"])
     device = torch.device(spec["device"])
     loop = PeerLoop(cfg, device)
@@ -221,16 +221,8 @@ def _patch_cpu_attention(_trainer: Any) -> None:
     vit_blocks.Attention.forward = forward
 
 
-def _patch_no_entropy(_trainer: Any) -> None:
-    """Skip the DINO / iBOT losses' per-step teacher-entropy diagnostic (to measure its cost)."""
-    from sslkit_plugins.losses import dino, ibot
-
-    for module in (dino, ibot):
-        module.mean_entropy = lambda probs: probs.new_zeros(())
-
-
 #: Named monkeypatches of the engine and plugins, to measure a proposed change without editing them.
-PATCHES: dict[str, Any] = {"cpu_attention": _patch_cpu_attention, "no_entropy": _patch_no_entropy}
+PATCHES: dict[str, Any] = {"cpu_attention": _patch_cpu_attention}
 
 
 def child_main(spec: dict[str, Any]) -> None:
@@ -243,73 +235,6 @@ def child_main(spec: dict[str, Any]) -> None:
 
 
 # -- the orchestrator ----------------------------------------------------------------------------
-def peer_config(resolved: Any, tar: str, device: str, precision: str) -> dict[str, Any]:
-    """The :class:`lightly_peer.PeerConfig` that does the same work per step as ``resolved``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from lightly_peer import PeerConfig
-
-    d, r = resolved.data, resolved.recipe
-    aug, bb = d["data"]["augmentation"], d["model"]["backbone"]
-    losses, heads = d["losses"], d["model"]["heads"]
-    kinds = {spec["name"]: spec for spec in losses.values()}
-    missing = {"dino", "ibot", "koleo"} - set(kinds)
-    if missing:
-        raise SystemExit(f"the peer implements DINO + iBOT + KoLeo; the recipe lacks {sorted(missing)}")
-    dino_head, ibot_head = heads[kinds["dino"]["head"]], heads[kinds["ibot"]["head"]]
-    if dino_head["hidden_dim"] != ibot_head["hidden_dim"] or dino_head["bottleneck_dim"] != ibot_head["bottleneck_dim"]:
-        raise SystemExit("the peer's iBOT head has the DINO head's MLP widths; the recipe's differ")
-    from sslkit.engine.schedules import peak_lr
-    from sslkit_plugins.backbones.vit_params import VIT_SIZES
-
-    sizes = dict(zip(("embed_dim", "depth", "num_heads"), VIT_SIZES[bb["size"]], strict=True))
-    embed_dim, depth, num_heads = (bb.get(key) or default for key, default in sizes.items())
-    masker, policy = d["masking"]["masker"], d["masking"]["crop_policy"]
-    epoch = r.train.epoch_length
-    cfg = PeerConfig(
-        tar_path=tar,
-        batch_size=r.data.batch_size,
-        num_workers=r.data.num_workers,
-        n_local=aug["n_local"],
-        global_crop_size=aug["global_crop_size"],
-        local_crop_size=aug["local_crop_size"],
-        global_scale=tuple(aug["global_scale"]),
-        local_scale=tuple(aug["local_scale"]),
-        patch_size=bb["patch_size"],
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        layerscale_init=bb["layerscale_init"],
-        drop_path_rate=bb["drop_path_rate"],
-        drop_path_mode="uniform" if bb["drop_path_uniform"] else "linear",
-        head_hidden_dim=dino_head["hidden_dim"],
-        head_bottleneck_dim=dino_head["bottleneck_dim"],
-        dino_prototypes=dino_head["out_dim"],
-        ibot_prototypes=ibot_head["out_dim"],
-        separate_ibot_head=kinds["dino"]["head"] != kinds["ibot"]["head"],
-        dino_weight=kinds["dino"]["weight"],
-        ibot_weight=kinds["ibot"]["weight"],
-        koleo_weight=kinds["koleo"]["weight"] / aug["n_global"],  # sslkit averages over crops, lightly sums
-        mask_sample_probability=policy["fraction"],
-        mask_ratio_min=masker["min_ratio"],
-        mask_ratio_max=masker["max_ratio"],
-        clip_grad=r.optim.clip_grad,
-        peak_lr=peak_lr(r.optim.base_lr, r.data.batch_size, r.optim.reference_batch_size, r.optim.lr_scaling),
-        min_lr=r.optim.min_lr,
-        warmup_steps=round(r.optim.warmup_epochs * epoch),
-        weight_decay=(r.optim.weight_decay, r.optim.weight_decay_end),
-        momentum=(r.teacher.momentum, r.teacher.momentum_end),
-        teacher_temp=(r.teacher.temp, r.teacher.temp_end),
-        teacher_temp_warmup_steps=round(r.teacher.temp_warmup_epochs * epoch),
-        max_steps=r.train.max_steps,
-        epoch_length=epoch,
-        precision=precision,
-        seed=r.run.seed,
-    )
-    if aug["n_global"] != 2:
-        raise SystemExit("lightly's DINOTransform makes exactly 2 global crops")
-    return asdict(cfg)
-
-
 def _cpu_description() -> str:
     """The CPU's model name and whether it has native bf16 (what makes bf16 autocast pay on a CPU)."""
     try:
@@ -475,11 +400,11 @@ def main() -> None:
             raise SystemExit(f"unknown patches {unknown}; known: {', '.join(PATCHES)}")
         contenders.append({**common, "kind": "sslkit", "label": f"sslkit+{name}", "patches": chosen})
     for precision in [] if args.no_peer else args.peer_precision:
-        peer = peer_config(resolved, args.data, args.device, precision)
+        peer = asdict(config_from_recipe(resolved, args.data, precision))
         contenders.append({**common, "kind": "peer", "label": f"lightly peer {precision}", "peer": peer})
 
     r, d = resolved.recipe, resolved.data
-    sizes = peer_config(resolved, args.data, args.device, "fp32")
+    sizes = asdict(config_from_recipe(resolved, args.data, "fp32"))
     aug = d["data"]["augmentation"]
     print(
         f"model: ViT {sizes['embed_dim']}/{sizes['depth']}/{sizes['num_heads']} patch {sizes['patch_size']}, "
