@@ -18,13 +18,13 @@ subprocess so that memory peaks do not mix; the contenders' runs are interleaved
 Printed per contender: images/s (median over repeats), CPU time per image (main process and
 loader workers), peak RSS of the training process (``getrusage``), private memory of its loader
 workers, CUDA peak on a GPU; then the ratios sslkit / peer. ``--variant NAME=KEY=VALUE,...`` adds
-sslkit contenders with recipe overrides (e.g. ``fp32=run.precision=fp32``); ``--patch
-NAME=PATCH,...`` adds sslkit contenders with a proposed engine/plugin change monkeypatched in
-(see ``PATCHES``); ``--profile`` prints a torch.profiler table of one extra step per contender.
+sslkit contenders with recipe overrides (e.g. ``sdpa=model.backbone.attention=sdpa``);
+``--profile`` prints a torch.profiler table of one extra step per contender.
 
 Run (about 10 minutes on 2 CPU cores)::
 
-    .venv/bin/python benchmarks/train_throughput.py --patch attn=cpu_attention --peer-precision fp32 bf16
+    .venv/bin/python benchmarks/train_throughput.py --variant sdpa=model.backbone.attention=sdpa \
+        --peer-precision fp32 bf16
 """
 
 from __future__ import annotations
@@ -142,8 +142,6 @@ def run_sslkit(spec: dict[str, Any]) -> dict[str, Any]:
     resolved = load_resolved(spec["recipe_data"], spec["label"])  # resolved once by the parent
     with tempfile.TemporaryDirectory(prefix="sslkit-bench-") as out:
         trainer = Trainer(resolved, Path(out))
-        for patch in spec["patches"]:
-            PATCHES[patch](trainer)
         r = trainer.recipe
         loader = build_train_loader(
             trainer.parts.dataset,
@@ -194,35 +192,6 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
         step = spec["warmup"] + spec["steps"]
         result["profile"] = _profile_step(lambda: loop.step(step, next(iterator)))
     return result
-
-
-def _patch_cpu_attention(_trainer: Any) -> None:
-    """``vit`` attention as explicit ``softmax(q k^T / sqrt(d)) v`` on the CPU (SDPA elsewhere).
-
-    On the CPU, PyTorch's fused SDPA kernel is slow for these short sequences (65 and 17 tokens)
-    in bf16, above all its backward, and its math fallback adds ``_safe_softmax`` checks; the
-    explicit form is three plain kernels whose bf16 matmuls use the CPU's bf16 units.
-    """
-    import torch.nn.functional as F
-
-    from sslkit_plugins.backbones import vit_blocks
-
-    fused = vit_blocks.Attention.forward
-
-    def forward(self: Any, x: Any) -> Any:
-        if x.device.type != "cpu":
-            return fused(self, x)
-        b, n, d = x.shape
-        head_dim = d // self.num_heads
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        weights = F.softmax((q * head_dim**-0.5) @ k.transpose(-2, -1), dim=-1)
-        return self.proj((weights.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, d))
-
-    vit_blocks.Attention.forward = forward
-
-
-#: Named monkeypatches of the engine and plugins, to measure a proposed change without editing them.
-PATCHES: dict[str, Any] = {"cpu_attention": _patch_cpu_attention}
 
 
 def child_main(spec: dict[str, Any]) -> None:
@@ -325,13 +294,6 @@ def main() -> None:
         help="extra sslkit contenders with their own overrides, e.g. fp32=run.precision=fp32",
     )
     parser.add_argument(
-        "--patch",
-        nargs="*",
-        default=[],
-        metavar="NAME=PATCH,...",
-        help=f"extra sslkit contenders with engine monkeypatches ({', '.join(PATCHES) or 'none'})",
-    )
-    parser.add_argument(
         "--peer-precision",
         nargs="+",
         default=["fp32"],
@@ -382,7 +344,6 @@ def main() -> None:
         "threads": args.threads,
         "device": args.device,
         "profile": args.profile,
-        "patches": [],
     }
     contenders: list[dict[str, Any]] = []
     if not args.no_default:
@@ -392,13 +353,6 @@ def main() -> None:
         extra = [o for o in overrides.split(",") if o]
         variant_data = load_recipe(args.recipe, base + extra).data
         contenders.append({**common, "kind": "sslkit", "label": f"sslkit:{name}", "recipe_data": variant_data})
-    for patched in args.patch:
-        name, _, names = patched.partition("=")
-        chosen = [n for n in names.split(",") if n]
-        unknown = [n for n in chosen if n not in PATCHES]
-        if unknown:
-            raise SystemExit(f"unknown patches {unknown}; known: {', '.join(PATCHES)}")
-        contenders.append({**common, "kind": "sslkit", "label": f"sslkit+{name}", "patches": chosen})
     for precision in [] if args.no_peer else args.peer_precision:
         peer = asdict(config_from_recipe(resolved, args.data, precision))
         contenders.append({**common, "kind": "peer", "label": f"lightly peer {precision}", "peer": peer})

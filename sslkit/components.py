@@ -126,6 +126,7 @@ class StepContext:
     global_batch_size: int  # images over all processes
     epoch_length: int = 1250
     teacher_backbone: nn.Module | None = None  # the EMA teacher's backbone (read-only; e.g. Gram anchoring)
+    logging_step: bool = True  # the engine reads Loss.diagnostics() after this step; skip them otherwise
 
 
 @dataclass
@@ -159,7 +160,9 @@ class Loss(nn.Module):
     multiplies it by the recipe weight. Teacher-side state (centers) lives in buffers so
     that it is checkpointed; reductions over the global batch go through
     :mod:`sslkit.distributed` so that results do not depend on the number of processes.
-    ``diagnostics()`` may return cheap monitoring scalars computed during the last forward.
+    ``diagnostics()`` may return cheap monitoring scalars computed during the last forward; the
+    engine reads them only after steps with ``ctx.logging_step`` true, so a loss may skip
+    computing them on the other steps.
     """
 
     needs: LossNeeds = LossNeeds()

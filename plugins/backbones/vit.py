@@ -72,7 +72,8 @@ class ViT(Backbone):
             rates = torch.linspace(0.0, params.drop_path_rate, depth).tolist()
         ffn = SwiGLU if self.ffn_kind == "swiglu" else Mlp
         self.blocks = nn.ModuleList(
-            Block(dim, heads, ffn(dim, self.mlp_hidden), params.qkv_bias, params.layerscale_init, rate)
+            Block(dim, heads, ffn(dim, self.mlp_hidden), params.qkv_bias, params.layerscale_init, rate,
+                  params.attention)
             for rate in rates
         )
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)

@@ -9,6 +9,7 @@ timm's ``SwiGLUPacked`` (the official DINOv2 release calls them ``w12`` / ``w3``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,22 +30,52 @@ class PatchEmbed(nn.Module):
         return self.proj(images)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection and PyTorch's fused SDPA kernel."""
+AttentionKernel = Literal["auto", "sdpa", "explicit"]
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool) -> None:
+
+def _explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` as three plain kernels (Vaswani et al. 2017, eq. 1)."""
+    weights = F.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1)
+    return weights.to(v.dtype) @ v
+
+
+def _cpu_reduced_precision(x: Tensor) -> bool:
+    return x.device.type == "cpu" and (torch.is_autocast_enabled("cpu") or x.dtype in (torch.bfloat16, torch.float16))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection: ``softmax(q k^T / sqrt(d)) v`` per head.
+
+    ``kernel``: ``sdpa`` always calls ``torch.nn.functional.scaled_dot_product_attention``;
+    ``explicit`` computes the three matmul/softmax kernels; ``auto`` uses SDPA everywhere except
+    on the CPU in bf16/fp16 with sequences of at most ``EXPLICIT_MAX_TOKENS`` tokens, where
+    PyTorch's CPU SDPA kernel is 4-8x slower than the explicit form (forward + backward,
+    measured in docs/performance.md). Both give the same values up to rounding.
+    """
+
+    #: ``auto`` uses the explicit form on the CPU in reduced precision up to this sequence length.
+    EXPLICIT_MAX_TOKENS = 256
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, kernel: AttentionKernel = "auto") -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
+        self.kernel = kernel
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+
+    def _use_explicit(self, x: Tensor) -> bool:
+        if self.kernel == "auto":
+            return x.shape[1] <= self.EXPLICIT_MAX_TOKENS and _cpu_reduced_precision(x)
+        return self.kernel == "explicit"
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)  # scale 1 / sqrt(head_dim)
+        attend = _explicit_attention if self._use_explicit(x) else F.scaled_dot_product_attention
+        x = attend(q, k, v)  # scale 1 / sqrt(head_dim)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
 
@@ -120,10 +151,11 @@ class Block(nn.Module):
         qkv_bias: bool,
         layerscale_init: float | None,
         drop_path_rate: float,
+        attention: AttentionKernel = "auto",
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.attn = Attention(dim, num_heads, qkv_bias, attention)
         self.ls1 = LayerScale(dim, layerscale_init) if layerscale_init is not None else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = mlp

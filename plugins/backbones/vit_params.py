@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sslkit.params import param
+from sslkit_plugins.backbones.vit_blocks import AttentionKernel
 
 ViTSize = Literal["tiny", "small", "base", "large", "giant"]
 
@@ -69,6 +70,12 @@ class ViTParams:
     )
     mlp_ratio: float = param(4.0, "Feed-forward hidden width as a multiple of the embedding width.", gt=0.0)
     qkv_bias: bool = param(True, "Bias on the fused query/key/value projection.")
+    attention: AttentionKernel = param(
+        "auto",
+        "Attention kernel: 'sdpa' (torch.nn.functional.scaled_dot_product_attention), 'explicit' "
+        "(softmax(q k^T / sqrt(d)) v as plain matmuls), or 'auto': SDPA, except on the CPU in bf16/fp16 "
+        "for sequences up to 256 tokens, where PyTorch's CPU SDPA kernel is several times slower.",
+    )
     pos_embed_antialias: bool = param(
         True,
         "Anti-aliased bicubic kernel when resampling the position embedding to another grid (timm's "

@@ -20,14 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, LossNeeds, StepContext, StepOutputs
 from sslkit.params import param
-from sslkit_plugins.losses.teacher_targets import (
-    Normalization,
-    center_buffer,
-    mean_entropy,
-    teacher_probabilities,
-)
+from sslkit_plugins.losses.teacher_targets import Normalization, TeacherTargetLoss
 
 
 @dataclass
@@ -63,7 +58,7 @@ def cross_view_loss(teacher_probs: Tensor, student_log_probs: Tensor) -> Tensor:
     return -(all_pairs - same_view) / (n_pairs * batch)
 
 
-class DINOLoss(Loss):
+class DINOLoss(TeacherTargetLoss):
     """DINO loss: cross-entropy between teacher global-crop targets and student predictions on
     every other crop, averaged over images and crop pairs (same-view pairs excluded).
 
@@ -75,7 +70,7 @@ class DINOLoss(Loss):
     """
 
     def __init__(self, params: DINOLossParams, ctx: BuildContext) -> None:
-        super().__init__()
+        super().__init__("dino", params.head, params.normalization, ctx)
         self.params = params
         self.needs = LossNeeds(cls_head=params.head, local_crops=params.use_local_crops)
         n_student = ctx.n_global_crops + (ctx.n_local_crops if params.use_local_crops else 0)
@@ -84,8 +79,6 @@ class DINOLoss(Loss):
                 f"the dino loss needs at least two crops per image to compare (got {ctx.n_global_crops} global "
                 f"and {ctx.n_local_crops if params.use_local_crops else 0} local crops used)"
             )
-        self.register_buffer("center", center_buffer("dino", params.head, params.normalization, ctx))
-        self._teacher_entropy: Tensor | None = None
 
     def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
         p = self.params
@@ -99,18 +92,7 @@ class DINOLoss(Loss):
                 f"student rows (n_global={ctx.n_global}, n_local={ctx.n_local}, batch_size={batch}), got "
                 f"{teacher.shape[0]} and {student.shape[0]}"
             )
-        probs = teacher_probabilities(
-            teacher, ctx.teacher_temp, p.normalization, self.center, p.center_momentum, p.sinkhorn_iterations
-        )
+        probs = self.targets(teacher, ctx, p.normalization, p.center_momentum, p.sinkhorn_iterations)
         log_probs = torch.log_softmax(student[: n_student * batch].float() / p.student_temp, dim=-1)
-        self._teacher_entropy = mean_entropy(probs)
         k = probs.shape[-1]
         return cross_view_loss(probs.view(ctx.n_global, batch, k), log_probs.view(n_student, batch, k))
-
-    def diagnostics(self) -> dict[str, float | Tensor]:
-        found: dict[str, float | Tensor] = {}
-        if self._teacher_entropy is not None:
-            found["teacher_entropy"] = self._teacher_entropy
-        if self.center is not None:
-            found["center_norm"] = self.center.detach().norm()
-        return found

@@ -22,14 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, LossNeeds, StepContext, StepOutputs
 from sslkit.params import param
-from sslkit_plugins.losses.teacher_targets import (
-    Normalization,
-    center_buffer,
-    mean_entropy,
-    teacher_probabilities,
-)
+from sslkit_plugins.losses.teacher_targets import Normalization, TeacherTargetLoss
 
 
 @dataclass
@@ -59,7 +54,7 @@ def per_token_weights(masks: Tensor, n_tokens: int) -> Tensor:
     return 1.0 / token_counts.float()
 
 
-class IBOTLoss(Loss):
+class IBOTLoss(TeacherTargetLoss):
     """iBOT loss: per-masked-token cross-entropy to the teacher, each token weighted by
     1 / (masked tokens of its crop), summed and divided by the number of global crops.
 
@@ -69,11 +64,9 @@ class IBOTLoss(Loss):
     """
 
     def __init__(self, params: IBOTLossParams, ctx: BuildContext) -> None:
-        super().__init__()
+        super().__init__("ibot", params.head, params.normalization, ctx)
         self.params = params
         self.needs = LossNeeds(masked_patch_head=params.head, masks=True)
-        self.register_buffer("center", center_buffer("ibot", params.head, params.normalization, ctx))
-        self._teacher_entropy: Tensor | None = None
 
     def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
         p = self.params
@@ -86,19 +79,8 @@ class IBOTLoss(Loss):
                 f"ibot loss: student and teacher masked logits differ in shape: "
                 f"{tuple(student.shape)} vs {tuple(teacher.shape)}"
             )
-        probs = teacher_probabilities(
-            teacher, ctx.teacher_temp, p.normalization, self.center, p.center_momentum, p.sinkhorn_iterations
-        )
-        self._teacher_entropy = mean_entropy(probs)
+        probs = self.targets(teacher, ctx, p.normalization, p.center_momentum, p.sinkhorn_iterations)
         log_probs = torch.log_softmax(student.float() / p.student_temp, dim=-1)
         token_losses = -(probs * log_probs).sum(dim=-1)
         weights = per_token_weights(out.masks, student.shape[0])
         return (token_losses * weights).sum() / out.masks.shape[0]
-
-    def diagnostics(self) -> dict[str, float | Tensor]:
-        found: dict[str, float | Tensor] = {}
-        if self._teacher_entropy is not None:
-            found["teacher_entropy"] = self._teacher_entropy
-        if self.center is not None:
-            found["center_norm"] = self.center.detach().norm()
-        return found

@@ -6,6 +6,8 @@ Two normalisations of the teacher logits ``t`` (``[M, K]``) at temperature ``T``
   ``c <- m * c + (1 - m) * mean(t)``, the mean taken over every row of the global batch
   (sum and row count all-reduced, so the update does not depend on the number of processes).
 - ``sinkhorn_knopp``: :func:`sslkit_plugins.losses.sinkhorn_knopp.sinkhorn_knopp` (no state).
+
+:class:`TeacherTargetLoss` is the common base of the losses that distil such targets.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sslkit import distributed
-from sslkit.components import BuildContext
+from sslkit.components import BuildContext, Loss, StepContext
 from sslkit_plugins.losses.sinkhorn_knopp import sinkhorn_knopp
 
 Normalization = Literal["centering", "sinkhorn_knopp"]
@@ -80,3 +82,38 @@ def mean_entropy(probs: Tensor) -> Tensor:
     if probs.shape[0] == 0:
         return probs.new_zeros(())
     return -torch.special.xlogy(probs, probs).sum(dim=-1).mean()
+
+
+class TeacherTargetLoss(Loss):
+    """Base of the losses that distil normalised teacher targets (``dino``, ``ibot``).
+
+    Holds the center buffer (``[1, K]`` for ``centering``, checkpointed with the loss) and
+    turns teacher logits into targets with :func:`teacher_probabilities`. Diagnostics:
+    ``teacher_entropy`` (mean entropy of the targets in nats, computed on logging steps only)
+    and, with centering, ``center_norm``.
+    """
+
+    def __init__(self, loss: str, head: str, normalization: Normalization, ctx: BuildContext) -> None:
+        super().__init__()
+        self.register_buffer("center", center_buffer(loss, head, normalization, ctx))
+        self._teacher_entropy: Tensor | None = None
+
+    def targets(
+        self, teacher_logits: Tensor, ctx: StepContext, normalization: Normalization, center_momentum: float,
+        sinkhorn_iterations: int,
+    ) -> Tensor:
+        """Teacher targets at the step's temperature (updates the center); records their entropy."""
+        probs = teacher_probabilities(
+            teacher_logits, ctx.teacher_temp, normalization, self.center, center_momentum, sinkhorn_iterations
+        )
+        if ctx.logging_step:
+            self._teacher_entropy = mean_entropy(probs)
+        return probs
+
+    def diagnostics(self) -> dict[str, float | Tensor]:
+        found: dict[str, float | Tensor] = {}
+        if self._teacher_entropy is not None:
+            found["teacher_entropy"] = self._teacher_entropy
+        if self.center is not None:
+            found["center_norm"] = self.center.detach().norm()
+        return found

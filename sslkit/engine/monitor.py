@@ -56,14 +56,15 @@ class RunMonitor:
         every = self.recipe.monitor.image_every
         return step == 0 or (every > 0 and step % every == 0)
 
-    def _log_step(self, step: int) -> bool:
+    def is_log_step(self, step: int) -> bool:
+        """Whether the values of ``step`` are written (every ``train.log_every`` steps and the last)."""
         return (step + 1) % self.recipe.train.log_every == 0 or step + 1 == self.recipe.train.max_steps
 
     def capture(self, step: int, crops: Crops, outputs: StepOutputs, masks: Tensor | None) -> None:
         """Keep (detached) what the diagnostics and images of this step need; no device sync."""
         if not self.enabled:
             return
-        if self._log_step(step):
+        if self.is_log_step(step):
             self._captured = {"student_cls": outputs.student_global.cls.detach()}
             self._captured_step = step
             for name, logits in outputs.teacher_cls_logits.items():
@@ -83,7 +84,7 @@ class RunMonitor:
         t = self.trainer
         self._window_images += t.global_batch
         self._window_wait += data_wait
-        if not self._log_step(step - 1):
+        if not self.is_log_step(step - 1):
             return {}
         values = {f"loss/{k}" if k not in ("grad_norm",) else "optim/grad_norm": float(v)
                   for k, v in zip(terms, torch.stack(list(terms.values())).tolist(), strict=True)}

@@ -132,7 +132,7 @@ class Trainer:
         ctx = StepContext(step=step, max_steps=r.train.max_steps, teacher_temp=s.teacher_temp(step),
                           n_global=crops.n_global, n_local=crops.n_local, batch_size=crops.batch_size,
                           global_batch_size=self.global_batch, epoch_length=r.train.epoch_length,
-                          teacher_backbone=self.teacher.backbone)
+                          teacher_backbone=self.teacher.backbone, logging_step=self.monitor.is_log_step(step))
         apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), s.last_layer_frozen(step))
         with autocast(r.run.precision, self.info.device):
             outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan)

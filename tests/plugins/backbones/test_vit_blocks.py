@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -19,10 +20,11 @@ from sslkit_plugins.backbones.vit_blocks import (
 )
 
 
-def test_attention_equals_explicit_softmax_attention() -> None:
+@pytest.mark.parametrize("kernel", ["auto", "sdpa", "explicit"])
+def test_attention_equals_explicit_softmax_attention(kernel: str) -> None:
     torch.manual_seed(0)
     dim, heads, b, n = 24, 3, 2, 5
-    attn = Attention(dim, heads, qkv_bias=True)
+    attn = Attention(dim, heads, qkv_bias=True, kernel=kernel)
     x = torch.randn(b, n, dim)
     w_q, w_k, w_v = attn.qkv.weight.split(dim)
     b_q, b_k, b_v = attn.qkv.bias.split(dim)
@@ -35,6 +37,35 @@ def test_attention_equals_explicit_softmax_attention() -> None:
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
     expected = (weights @ v).transpose(1, 2).reshape(b, n, dim) @ attn.proj.weight.T + attn.proj.bias
     torch.testing.assert_close(attn(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_kernel_is_explicit_only_for_short_reduced_precision_cpu_sequences() -> None:
+    attn = Attention(8, 2, qkv_bias=True, kernel="auto")
+    short, long = torch.zeros(1, Attention.EXPLICIT_MAX_TOKENS, 8), torch.zeros(1, Attention.EXPLICIT_MAX_TOKENS + 1, 8)
+    assert not attn._use_explicit(short)  # fp32: SDPA
+    assert attn._use_explicit(short.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attn._use_explicit(short)
+        assert not attn._use_explicit(long)
+    assert Attention(8, 2, qkv_bias=True, kernel="explicit")._use_explicit(short)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not Attention(8, 2, qkv_bias=True, kernel="sdpa")._use_explicit(short)
+
+
+def test_kernels_agree_under_bf16_autocast_with_gradients() -> None:
+    torch.manual_seed(0)
+    sdpa = Attention(32, 4, qkv_bias=True, kernel="sdpa")
+    explicit = Attention(32, 4, qkv_bias=True, kernel="explicit")
+    explicit.load_state_dict(sdpa.state_dict())
+    x = torch.randn(3, 17, 32)
+    grads = []
+    for attn in (sdpa, explicit):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attn(x)
+        out.float().square().sum().backward()
+        grads.append((out.float(), attn.qkv.weight.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=5e-2, rtol=5e-2)
 
 
 def test_attention_without_qkv_bias() -> None:

@@ -19,8 +19,9 @@ def make_loss(n_local: int, n_global: int = 2, **kwargs) -> DINOLoss:
     return DINOLoss(DINOLossParams(**kwargs), ctx)
 
 
-def step(n_global: int, n_local: int) -> StepContext:
+def step(n_global: int, n_local: int, logging_step: bool = True) -> StepContext:
     return StepContext(
+        logging_step=logging_step,
         step=0,
         max_steps=10,
         teacher_temp=TEACHER_TEMP,
@@ -87,6 +88,16 @@ def test_center_update_and_second_step_uses_it(naive_centered_softmax) -> None:
     torch.testing.assert_close(diag["center_norm"], loss.center.norm())
     entropy = -(targets * targets.log()).sum(dim=1).mean()
     torch.testing.assert_close(diag["teacher_entropy"].double(), entropy, rtol=1e-5, atol=1e-6)
+
+
+def test_teacher_entropy_is_computed_on_logging_steps_only() -> None:
+    torch.manual_seed(0)
+    loss = make_loss(2)
+    teacher, student = torch.randn(2 * B, K), torch.randn(4 * B, K)
+    loss(outputs(student, teacher), step(2, 2, logging_step=False))
+    assert "teacher_entropy" not in loss.diagnostics()
+    loss(outputs(student, teacher), step(2, 2, logging_step=True))
+    assert float(loss.diagnostics()["teacher_entropy"]) > 0.0
 
 
 def test_sinkhorn_knopp_matches_the_formula(naive_sinkhorn_knopp) -> None:
