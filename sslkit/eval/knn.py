@@ -14,16 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def _check_pair(features: Tensor, labels: Tensor, name: str) -> None:
-    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{name}: expected features [N, D] and labels [N], got {tuple(features.shape)} and {tuple(labels.shape)}"
-        )
-    if features.shape[0] == 0:
-        raise ValueError(f"{name}: no samples")
-    if labels.min() < 0:
-        raise ValueError(f"{name}: labels must be >= 0 (unlabelled samples cannot be evaluated)")
+from sslkit.eval.labelled_features import checked_labels
 
 
 def knn_classify(
@@ -52,10 +43,9 @@ def knn_classify(
     deterministic; ties between equally similar neighbours or equal votes are broken by
     ``torch.topk``.
     """
-    _check_pair(train_features, train_labels, "train")
-    _check_pair(test_features, test_labels, "test")
-    if train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(f"feature widths differ: train {train_features.shape[1]}, test {test_features.shape[1]}")
+    train_labels, test_labels, num_classes = checked_labels(
+        train_features, train_labels, test_features, test_labels, num_classes
+    )
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be a non-empty list of positive integers, got {tuple(ks)}")
     if temperature <= 0:
@@ -63,12 +53,6 @@ def knn_classify(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     device = train_features.device
-    train_labels = train_labels.to(device=device, dtype=torch.int64)
-    test_labels = test_labels.to(device=device, dtype=torch.int64)
-    largest = int(max(train_labels.max(), test_labels.max())) + 1
-    num_classes = num_classes if num_classes is not None else largest
-    if num_classes < largest:
-        raise ValueError(f"num_classes={num_classes} but labels go up to {largest - 1}")
     n_train = train_features.shape[0]
     clipped = {k: min(k, n_train) for k in ks}
     k_max = max(clipped.values())

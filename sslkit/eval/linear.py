@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sslkit.eval.labelled_features import checked_labels
+
 MOMENTUM = 0.9
 EVAL_CHUNK = 8192  # rows per evaluation matmul: bounds memory for large sweeps and class counts
 
@@ -90,13 +92,10 @@ def linear_probe(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    train_labels, test_labels, num_classes = checked_labels(
+        train_features, train_labels, test_features, test_labels, num_classes
+    )
     device = train_features.device
-    train_labels = train_labels.to(device=device, dtype=torch.int64)
-    test_labels = test_labels.to(device=device, dtype=torch.int64)
-    largest = int(max(train_labels.max(), test_labels.max())) + 1
-    num_classes = num_classes if num_classes is not None else largest
-    if num_classes < largest or int(min(train_labels.min(), test_labels.min())) < 0:
-        raise ValueError(f"labels must lie in [0, {num_classes})")
 
     generator = torch.Generator().manual_seed(seed)
     fit_index, val_index = stratified_split(train_labels.cpu(), val_fraction, generator)

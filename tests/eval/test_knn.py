@@ -106,13 +106,3 @@ def test_feature_scale_does_not_matter_and_small_temperatures_do_not_overflow() 
     scaled = knn_classify(train * 100.0, train_labels, test * 0.01, test_labels, ks=(5,), temperature=0.001)
     assert base == scaled
     assert all(math.isfinite(v) for v in base[5].values())
-
-
-def test_rejects_inconsistent_inputs() -> None:
-    x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="widths differ"):
-        knn_classify(x, y, torch.randn(2, 5), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="num_classes"):
-        knn_classify(x, y, x, y, num_classes=1)
-    with pytest.raises(ValueError, match=">= 0"):
-        knn_classify(x, torch.tensor([0, -1, 0, 1]), x, y)

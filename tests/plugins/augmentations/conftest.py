@@ -38,18 +38,34 @@ def ramp() -> Callable[[int, int], Image.Image]:
     return make
 
 
-@pytest.fixture
-def expected_ramp() -> Callable[..., np.ndarray]:
+def _expected_ramp(top: int, left: int, h: int, w: int, flip: bool, size: int, height: int, width: int) -> np.ndarray:
     """Red and green ``[2, S, S]`` of an S px resize of box (top, left, h, w), maybe flipped, of ``ramp(H, W)``."""
+    centres = (np.arange(size) + 0.5) / size
+    xs = (left + centres * w) / width
+    xs = xs[::-1] if flip else xs
+    ys = (top + centres * h) / height
+    return np.stack([np.broadcast_to(xs[None, :], (size, size)), np.broadcast_to(ys[:, None], (size, size))])
 
-    def expect(top: int, left: int, h: int, w: int, flip: bool, size: int, height: int, width: int) -> np.ndarray:
-        centres = (np.arange(size) + 0.5) / size
-        xs = (left + centres * w) / width
-        xs = xs[::-1] if flip else xs
-        ys = (top + centres * h) / height
-        return np.stack([np.broadcast_to(xs[None, :], (size, size)), np.broadcast_to(ys[:, None], (size, size))])
 
-    return expect
+@pytest.fixture
+def max_box_errors() -> Callable[..., list[float]]:
+    """``max_box_errors(crops, params, height, width)``: for every crop of a batch of ``ramp(H, W)``
+    images (2 global crops of 24 px, then local crops of 12 px), the largest difference between
+    its red/green channels and the ramp resampled from the drawn box and flip."""
+
+    def errors(crops: Any, params: Any, height: int, width: int) -> list[float]:
+        n_crops, batch = params.top.shape
+        found = []
+        for c in range(n_crops):
+            for b in range(batch):
+                size = 24 if c < 2 else 12
+                row = crops.global_crops[c * batch + b] if c < 2 else crops.local_crops[(c - 2) * batch + b]
+                box = (int(params.top[c, b]), int(params.left[c, b]), int(params.height[c, b]), int(params.width[c, b]))
+                expected = _expected_ramp(*box, bool(params.flip[c, b]), size, height, width)
+                found.append(float(np.abs(row[:2].numpy() - expected).max()))
+        return found
+
+    return errors
 
 
 @pytest.fixture

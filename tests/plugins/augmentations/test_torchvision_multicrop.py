@@ -34,28 +34,14 @@ def test_registered_and_prepare_returns_uint8_crops(ramp) -> None:
     assert "local" not in make(n_local=0).prepare(ramp(30, 40), 5)
 
 
-def test_crops_show_the_drawn_boxes_and_flips(ramp, expected_ramp, no_colour) -> None:
+def test_crops_show_the_drawn_boxes_and_flips(ramp, max_box_errors, no_colour) -> None:
     aug = make(**no_colour)
     seeds = torch.arange(6) * 31
     height, width = 36, 60
     crops = run(aug, [ramp(height, width)] * 6, seeds)
     params = aug.draw_params(seeds, torch.tensor([[height, width]] * 6))
-    for c in range(6):
-        for b in range(6):
-            size = 24 if c < 2 else 12
-            row = crops.global_crops[c * 6 + b] if c < 2 else crops.local_crops[(c - 2) * 6 + b]
-            expected = expected_ramp(
-                int(params.top[c, b]),
-                int(params.left[c, b]),
-                int(params.height[c, b]),
-                int(params.width[c, b]),
-                bool(params.flip[c, b]),
-                size,
-                height,
-                width,
-            )
-            # PIL's antialiased filter reaches past the box edge when shrinking: ~1 source pixel at the border.
-            assert np.abs(row[:2].numpy() - expected).max() < 1.2 / min(height, width) + 2 / 255, (c, b)
+    # PIL's antialiased filter reaches past the box edge when shrinking: ~1 source pixel at the border.
+    assert max(max_box_errors(crops, params, height, width)) < 1.2 / min(height, width) + 2 / 255
 
 
 def test_normalisation_and_crop_major_order(constant_image) -> None:
