@@ -68,7 +68,14 @@ class AblationOutcome:
     trained: list[str] = field(default_factory=list)  # labels of runs trained or resumed in this call
     skipped: list[str] = field(default_factory=list)  # labels of runs already finished
     completed: bool = True  # False when a run stopped early (preemption signal)
+    diverged: dict[str, str] = field(default_factory=dict)  # label -> error of runs stopped by a non-finite loss
     files: list[Path] = field(default_factory=list)  # summary files and plots
+
+
+def _missing_label(run: PlannedRun) -> str:
+    """A left-out run's label, with the reason when it diverged."""
+    diverged = read_ablation_state(run.run_dir).get("diverged")
+    return f"{run.label} (diverged: {diverged})" if diverged else run.label
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -185,7 +192,13 @@ class AblationRunner:
         write_ablation_state(run.run_dir, state)
 
     def run(self) -> AblationOutcome:
-        """Train every unfinished run, then write the summary; stops early on a preemption signal."""
+        """Train every unfinished run, then write the summary; stops early on a preemption signal.
+
+        A run stopped by a non-finite loss is recorded in ``outcome.diverged`` and left out of the
+        figures; the other runs go on (its last good checkpoint is kept, so a re-run repeats it).
+        """
+        from sslkit.engine.trainer import NonFiniteLossError
+
         outcome = AblationOutcome()
         total = len(self.runs)
         for index, run in enumerate(self.runs, start=1):
@@ -194,7 +207,15 @@ class AblationRunner:
             else:
                 how = "resuming from step " + str(run.step) if run.status == "resume" else "training"
                 self._say(f"run {index}/{total}: {run.label} ({how}) -> {run.run_dir}")
-                if not self._train(run):
+                try:
+                    finished = self._train(run)
+                except NonFiniteLossError as error:
+                    outcome.diverged[run.label] = str(error)
+                    if self.is_main:
+                        write_ablation_state(run.run_dir, {**read_ablation_state(run.run_dir), "diverged": str(error)})
+                    self._say(f"{run.label} diverged ({error}); going on with the other runs")
+                    continue
+                if not finished:
                     outcome.completed = False
                     self._say(f"{run.label} stopped early; re-run the same command to resume")
                     break
@@ -237,7 +258,7 @@ class AblationRunner:
         if not records:
             raise SSLKitError(f"no run of {self.ablation.path} has finished yet under {self.output_dir}")
         done = {(r.variant, r.seed) for r in records}
-        missing = [run.label for run in self.runs if (run.variant, run.seed) not in done]
+        missing = [_missing_label(run) for run in self.runs if (run.variant, run.seed) not in done]
         self.output_dir.mkdir(parents=True, exist_ok=True)
         rows = summarise(self.ablation, records)
         variants = [v.name for v in self.ablation.variants]

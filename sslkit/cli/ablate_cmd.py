@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,4 +82,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
     print((output_dir / "summary.md").read_text(encoding="utf-8"), end="")
     print("wrote: " + ", ".join(str(f) for f in files))
+    if not args.summary_only and outcome.diverged:
+        for label, error in outcome.diverged.items():
+            print(f"sslkit ablate: {label} diverged: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -179,3 +179,21 @@ def test_a_run_directory_trained_with_another_recipe_is_not_reused(finished: tup
     path, output = finished
     with pytest.raises(SSLKitError, match=r"different recipe \(train.max_steps: 2 -> 4"):
         AblationRunner(load_ablation(path, ["train.max_steps=4"]), output)
+
+
+def test_a_diverging_variant_is_reported_and_the_others_still_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An infinite learning rate turns the weights non-finite at the first update: the run stops at step 1.
+    text = TINY.format(recipe=QUICKSTART).replace("high_lr: [optim.base_lr=0.001]", "exploding: {optim.base_lr: .inf}")
+    path = tmp_path / "diverge.yaml"
+    path.write_text(text.replace("seeds: [0, 1]", "seeds: [0]").replace("linear: true", "linear: false"))
+    output = tmp_path / "out"
+    assert main(["ablate", str(path), "--output-dir", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert "exploding seed 0 diverged: non-finite loss at step 1" in err
+    markdown = (output / "summary.md").read_text()
+    assert "| low_lr | `optim.base_lr=0.0001` | 1 |" in markdown
+    assert "| exploding | `optim.base_lr=inf` | 0 | - |" in markdown  # the variant's row, with no figures
+    assert "not finished, left out:** exploding seed 0 (diverged: non-finite loss at step 1" in markdown
+    assert list_checkpoints(output / "low_lr" / "seed_0")[-1].name == "step_00000002.pt"
