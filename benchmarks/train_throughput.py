@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,27 @@ def _profile_step(run_step: Any, row_limit: int = 18) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=row_limit, max_name_column_width=48)
 
 
+def _time_steps(spec: dict[str, Any], step_loss: Callable[[int], Any], images_per_step: int,
+                device: Any) -> dict[str, Any]:
+    """``spec["warmup"]`` untimed then ``spec["steps"]`` timed calls of ``step_loss(step)`` (one
+    optimizer step each, returning its loss tensor or ``None``, read only at the end so that no
+    step waits for the device); the meter's figures plus the final loss, and a profile of one
+    extra step when ``spec["profile"]``."""
+    loss = None
+    for step in range(spec["warmup"]):
+        loss = step_loss(step)
+    meter = Meter()
+    meter.start()
+    for step in range(spec["warmup"], spec["warmup"] + spec["steps"]):
+        loss = step_loss(step)
+    result = meter.stop(spec["steps"] * images_per_step, device)
+    result["final_loss"] = float(loss) if loss is not None else float("nan")
+    if spec["profile"]:
+        step = spec["warmup"] + spec["steps"]
+        result["profile"] = _profile_step(lambda: step_loss(step))
+    return result
+
+
 # -- the contenders ------------------------------------------------------------------------------
 def run_sslkit(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``Trainer.train_step`` over the engine's own train loader."""
@@ -156,19 +178,12 @@ def run_sslkit(spec: dict[str, Any]) -> dict[str, Any]:
             max_bad_fraction=r.data.max_bad_fraction,
         )
         iterator = iter(loader)
-        terms: dict[str, Any] | None = None
-        for step in range(spec["warmup"]):
+
+        def step_loss(step: int) -> Any:
             terms = trainer.train_step(step, next(iterator))
-        meter = Meter()
-        meter.start()
-        for step in range(spec["warmup"], spec["warmup"] + spec["steps"]):
-            terms = trainer.train_step(step, next(iterator))
-        result = meter.stop(spec["steps"] * trainer.global_batch, trainer.info.device)
-        result["final_loss"] = float(terms["total"]) if terms else float("nan")
-        if spec["profile"]:
-            step = spec["warmup"] + spec["steps"]
-            result["profile"] = _profile_step(lambda: trainer.train_step(step, next(iterator)))
-    return result
+            return terms["total"] if terms else None
+
+        return _time_steps(spec, step_loss, trainer.global_batch, trainer.info.device)
 
 
 def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
@@ -179,19 +194,7 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
     device = torch.device(spec["device"])
     loop = PeerLoop(cfg, device)
     iterator = loop.loader()
-    loss = None
-    for step in range(spec["warmup"]):
-        loss = loop.step(step, next(iterator))
-    meter = Meter()
-    meter.start()
-    for step in range(spec["warmup"], spec["warmup"] + spec["steps"]):
-        loss = loop.step(step, next(iterator))
-    result = meter.stop(spec["steps"] * cfg.batch_size, device)
-    result["final_loss"] = float(loss) if loss is not None else float("nan")
-    if spec["profile"]:
-        step = spec["warmup"] + spec["steps"]
-        result["profile"] = _profile_step(lambda: loop.step(step, next(iterator)))
-    return result
+    return _time_steps(spec, lambda step: loop.step(step, next(iterator)), cfg.batch_size, device)
 
 
 def child_main(spec: dict[str, Any]) -> None:
