@@ -70,7 +70,7 @@ class DINOLoss(TeacherTargetLoss):
     """
 
     def __init__(self, params: DINOLossParams, ctx: BuildContext) -> None:
-        super().__init__("dino", params.head, params.normalization, ctx)
+        super().__init__("dino", params, ctx)
         self.params = params
         self.needs = LossNeeds(cls_head=params.head, local_crops=params.use_local_crops)
         n_student = ctx.n_global_crops + (ctx.n_local_crops if params.use_local_crops else 0)
@@ -92,7 +92,7 @@ class DINOLoss(TeacherTargetLoss):
                 f"student rows (n_global={ctx.n_global}, n_local={ctx.n_local}, batch_size={batch}), got "
                 f"{teacher.shape[0]} and {student.shape[0]}"
             )
-        probs = self.targets(teacher, ctx, p.normalization, p.center_momentum, p.sinkhorn_iterations)
+        probs = self.targets(teacher, ctx)
         log_probs = torch.log_softmax(student[: n_student * batch].float() / p.student_temp, dim=-1)
         k = probs.shape[-1]
         return cross_view_loss(probs.view(ctx.n_global, batch, k), log_probs.view(n_student, batch, k))

@@ -64,7 +64,7 @@ class IBOTLoss(TeacherTargetLoss):
     """
 
     def __init__(self, params: IBOTLossParams, ctx: BuildContext) -> None:
-        super().__init__("ibot", params.head, params.normalization, ctx)
+        super().__init__("ibot", params, ctx)
         self.params = params
         self.needs = LossNeeds(masked_patch_head=params.head, masks=True)
 
@@ -79,7 +79,7 @@ class IBOTLoss(TeacherTargetLoss):
                 f"ibot loss: student and teacher masked logits differ in shape: "
                 f"{tuple(student.shape)} vs {tuple(teacher.shape)}"
             )
-        probs = self.targets(teacher, ctx, p.normalization, p.center_momentum, p.sinkhorn_iterations)
+        probs = self.targets(teacher, ctx)
         log_probs = torch.log_softmax(student.float() / p.student_temp, dim=-1)
         token_losses = -(probs * log_probs).sum(dim=-1)
         weights = per_token_weights(out.masks, student.shape[0])

@@ -12,7 +12,7 @@ Two normalisations of the teacher logits ``t`` (``[M, K]``) at temperature ``T``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -84,6 +84,15 @@ def mean_entropy(probs: Tensor) -> Tensor:
     return -torch.special.xlogy(probs, probs).sum(dim=-1).mean()
 
 
+class TeacherTargetSettings(Protocol):
+    """The parameters a :class:`TeacherTargetLoss` reads (fields of the ``dino`` / ``ibot`` params)."""
+
+    head: str
+    normalization: Normalization
+    center_momentum: float
+    sinkhorn_iterations: int
+
+
 class TeacherTargetLoss(Loss):
     """Base of the losses that distil normalised teacher targets (``dino``, ``ibot``).
 
@@ -93,18 +102,17 @@ class TeacherTargetLoss(Loss):
     and, with centering, ``center_norm``.
     """
 
-    def __init__(self, loss: str, head: str, normalization: Normalization, ctx: BuildContext) -> None:
+    def __init__(self, loss: str, settings: TeacherTargetSettings, ctx: BuildContext) -> None:
         super().__init__()
-        self.register_buffer("center", center_buffer(loss, head, normalization, ctx))
+        self.settings = settings
+        self.register_buffer("center", center_buffer(loss, settings.head, settings.normalization, ctx))
         self._teacher_entropy: Tensor | None = None
 
-    def targets(
-        self, teacher_logits: Tensor, ctx: StepContext, normalization: Normalization, center_momentum: float,
-        sinkhorn_iterations: int,
-    ) -> Tensor:
+    def targets(self, teacher_logits: Tensor, ctx: StepContext) -> Tensor:
         """Teacher targets at the step's temperature (updates the center); records their entropy."""
+        s = self.settings
         probs = teacher_probabilities(
-            teacher_logits, ctx.teacher_temp, normalization, self.center, center_momentum, sinkhorn_iterations
+            teacher_logits, ctx.teacher_temp, s.normalization, self.center, s.center_momentum, s.sinkhorn_iterations
         )
         if ctx.logging_step:
             self._teacher_entropy = mean_entropy(probs)
