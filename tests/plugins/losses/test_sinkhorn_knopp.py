@@ -55,3 +55,24 @@ def test_no_gradient_and_empty_input() -> None:
     assert sinkhorn_knopp(torch.zeros(0, 3), 0.1).shape == (0, 3)
     with pytest.raises(ValueError, match="iteration"):
         sinkhorn_knopp(logits, 0.1, 0)
+
+
+@pytest.mark.parametrize("scale", [80.0, 159.0, 239.0, 600.0])
+def test_equals_the_float64_iteration_where_linear_float32_underflows(naive_sinkhorn_knopp, scale: float) -> None:
+    # logits / T spread over [-scale, scale]: from ~100 on, exp(t / T - max) underflows for whole
+    # prototype columns in float32 and the linear-domain iteration divides 0 by 0
+    torch.manual_seed(4)
+    logits = torch.rand(12, 7) * 2 - 1
+    logits[:, 3] -= 1.0  # one prototype far below the others for every sample
+    q = sinkhorn_knopp(logits, 1.0 / scale, 3)
+    assert torch.isfinite(q).all()
+    torch.testing.assert_close(q.double(), naive_sinkhorn_knopp(logits, 1.0 / scale, 3), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e4])
+def test_finite_with_rows_summing_to_one_for_huge_logits(scale: float) -> None:
+    torch.manual_seed(5)
+    logits = torch.randn(16, 9)
+    q = sinkhorn_knopp(logits, 1.0 / scale, 3)
+    assert torch.isfinite(q).all() and (q >= 0).all()
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(16))
