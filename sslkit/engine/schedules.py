@@ -1,9 +1,15 @@
 """Per-step schedules (reference sections 3 and 6), pure functions of the step.
 
-- lr: linear warm-up from 0 to the peak, then cosine to ``min_lr``.
-- weight decay: cosine from ``start`` to ``end`` over the run.
-- EMA momentum: cosine from ``start`` to ``end`` (1.0) over the run.
-- teacher temperature: linear warm-up from ``start`` to ``end``, then constant.
+They reproduce DINOv2's ``CosineScheduler`` step by step (Oquab et al., 2023, training code): a
+warm-up of ``W`` steps that goes linearly from its start value at step 0 to the base value at
+step ``W - 1`` (the points of ``linspace(start, base, W)``), then a half-cosine from the base
+value to the final value over the remaining ``T - W`` steps, evaluated at ``i = 0 .. T - W - 1``
+steps after the warm-up, and the final value from step ``T`` on.
+
+- lr: warm-up from 0 to the peak, then cosine to ``min_lr``.
+- weight decay: cosine from ``start`` to ``end`` over the run (no warm-up).
+- EMA momentum: cosine from ``start`` to ``end`` (1.0) over the run (no warm-up).
+- teacher temperature: warm-up from ``start`` to ``end``, then constant.
 """
 
 from __future__ import annotations
@@ -13,23 +19,27 @@ from dataclasses import dataclass
 
 
 def cosine(step: int, total: int, start: float, end: float) -> float:
-    """Half-cosine from ``start`` (step 0) to ``end`` (step ``total``), constant afterwards."""
+    """Half-cosine from ``start`` (step 0) to ``end`` (step ``total``), constant afterwards:
+    ``end + (start - end) * (1 + cos(pi * step / total)) / 2``."""
     if total <= 0:
         return end
     progress = min(max(step / total, 0.0), 1.0)
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
 
 
-def linear_warmup(step: int, warmup: int, start: float, end: float) -> float:
-    """Linear from ``start`` at step 0 to ``end`` at step ``warmup``, constant afterwards."""
+def linspace_warmup(step: int, warmup: int, start: float, end: float) -> float:
+    """Point ``step`` of ``linspace(start, end, warmup)``: ``start`` at step 0, ``end`` at step
+    ``warmup - 1`` (``start`` alone when ``warmup == 1``); ``end`` from step ``warmup`` on."""
     if warmup <= 0 or step >= warmup:
         return end
-    return start + (end - start) * step / warmup
+    if warmup == 1:
+        return start
+    return start + (end - start) * max(step, 0) / (warmup - 1)
 
 
 @dataclass(frozen=True)
 class Schedules:
-    """All schedules of a run, evaluated at a step by :meth:`at`."""
+    """All schedules of a run, evaluated at a step by its methods."""
 
     max_steps: int
     peak_lr: float
@@ -45,8 +55,9 @@ class Schedules:
     freeze_last_layer_steps: int
 
     def lr(self, step: int) -> float:
+        """Warm-up from 0 to ``peak_lr`` over ``warmup_steps``, then cosine to ``min_lr`` at ``max_steps``."""
         if step < self.warmup_steps:
-            return self.peak_lr * step / self.warmup_steps
+            return linspace_warmup(step, self.warmup_steps, 0.0, self.peak_lr)
         return cosine(step - self.warmup_steps, self.max_steps - self.warmup_steps, self.peak_lr, self.min_lr)
 
     def weight_decay(self, step: int) -> float:
@@ -56,7 +67,7 @@ class Schedules:
         return cosine(step, self.max_steps, self.momentum_start, self.momentum_end)
 
     def teacher_temp(self, step: int) -> float:
-        return linear_warmup(step, self.temp_warmup_steps, self.temp_start, self.temp_end)
+        return linspace_warmup(step, self.temp_warmup_steps, self.temp_start, self.temp_end)
 
     def last_layer_frozen(self, step: int) -> bool:
         return step < self.freeze_last_layer_steps

@@ -1,52 +1,72 @@
-"""Schedules against their formulas (reference sections 3 and 6)."""
+"""Schedules against DINOv2's ``CosineScheduler`` formula, step by step (reference sections 3 and 6)."""
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 
-from sslkit.engine.schedules import Schedules, cosine, linear_warmup, peak_lr
+from sslkit.engine.schedules import Schedules, cosine, linspace_warmup, peak_lr
+
+
+def _official(base: float, final: float, total: int, warmup: int = 0, start: float = 0.0) -> list[float]:
+    """DINOv2's schedule as a formula: ``linspace(start, base, warmup)`` then
+    ``final + (base - final) * (1 + cos(pi * i / n)) / 2`` for ``i = 0 .. n - 1`` with ``n = total - warmup``."""
+    i = np.arange(total - warmup)
+    tail = final + 0.5 * (base - final) * (1 + np.cos(np.pi * i / max(len(i), 1)))
+    return np.concatenate([np.linspace(start, base, warmup), tail]).tolist()
+
+
+def _at(schedule: list[float], step: int, final: float) -> float:
+    """The official schedule's value at ``step`` (the final value past its end)."""
+    return schedule[step] if step < len(schedule) else final
 
 
 def _schedules(**kw: float) -> Schedules:
-    values = dict(max_steps=1000, peak_lr=1e-3, min_lr=1e-6, warmup_steps=100, wd_start=0.04, wd_end=0.4,
-                  momentum_start=0.992, momentum_end=1.0, temp_start=0.04, temp_end=0.07, temp_warmup_steps=300,
-                  freeze_last_layer_steps=50)
+    values = dict(max_steps=40, peak_lr=1e-3, min_lr=1e-6, warmup_steps=7, wd_start=0.04, wd_end=0.4,
+                  momentum_start=0.992, momentum_end=1.0, temp_start=0.04, temp_end=0.07, temp_warmup_steps=12,
+                  freeze_last_layer_steps=5)
     values.update(kw)
     return Schedules(**values)
 
 
-def test_lr_warms_up_linearly_then_follows_a_cosine_to_min_lr() -> None:
+@pytest.mark.parametrize(("max_steps", "warmup_steps"), [(40, 7), (40, 1), (40, 0), (25, 24)])
+def test_lr_equals_the_official_schedule_at_every_step(max_steps: int, warmup_steps: int) -> None:
+    s = _schedules(max_steps=max_steps, warmup_steps=warmup_steps)
+    official = _official(1e-3, 1e-6, max_steps, warmup_steps, start=0.0)
+    for step in range(max_steps + 3):
+        assert s.lr(step) == pytest.approx(_at(official, step, 1e-6), rel=1e-12, abs=1e-15), step
+
+
+def test_lr_reaches_the_peak_at_the_last_warmup_step() -> None:
     s = _schedules()
     assert s.lr(0) == 0.0
-    assert s.lr(50) == pytest.approx(0.5e-3)
-    assert s.lr(100) == pytest.approx(1e-3)
-    mid = 100 + 450
-    assert s.lr(mid) == pytest.approx(1e-6 + 0.5 * (1e-3 - 1e-6))
-    assert s.lr(1000) == pytest.approx(1e-6)
+    assert s.lr(6) == pytest.approx(1e-3)  # step warmup - 1, as linspace(0, peak, warmup) ends
+    assert s.lr(7) == pytest.approx(1e-3)  # first cosine step, i = 0
+    assert s.lr(3) == pytest.approx(0.5e-3)
 
 
-def test_weight_decay_and_momentum_are_cosines_over_the_run() -> None:
+@pytest.mark.parametrize("temp_warmup_steps", [12, 1, 0])
+def test_teacher_temperature_equals_the_official_schedule_at_every_step(temp_warmup_steps: int) -> None:
+    s = _schedules(temp_warmup_steps=temp_warmup_steps)
+    # official: base = final = temp_end over total = warmup = the warm-up length
+    official = _official(0.07, 0.07, temp_warmup_steps, temp_warmup_steps, start=0.04)
+    for step in range(40):
+        assert s.teacher_temp(step) == pytest.approx(_at(official, step, 0.07), rel=1e-12), step
+    assert s.teacher_temp(0) == pytest.approx(0.04 if temp_warmup_steps else 0.07)
+
+
+def test_weight_decay_and_momentum_equal_the_official_cosines_at_every_step() -> None:
     s = _schedules()
-    assert s.weight_decay(0) == pytest.approx(0.04)
-    assert s.weight_decay(250) == pytest.approx(0.4 + 0.5 * (0.04 - 0.4) * (1 + math.cos(math.pi / 4)))
-    assert s.weight_decay(1000) == pytest.approx(0.4)
-    assert s.momentum(0) == pytest.approx(0.992)
-    assert s.momentum(500) == pytest.approx(0.996)
-    assert s.momentum(1000) == pytest.approx(1.0)
-
-
-def test_teacher_temperature_warms_up_then_stays() -> None:
-    s = _schedules()
-    assert s.teacher_temp(0) == pytest.approx(0.04)
-    assert s.teacher_temp(150) == pytest.approx(0.055)
-    assert s.teacher_temp(300) == s.teacher_temp(999) == pytest.approx(0.07)
+    wd = _official(0.04, 0.4, 40)
+    momentum = _official(0.992, 1.0, 40)
+    for step in range(45):
+        assert s.weight_decay(step) == pytest.approx(_at(wd, step, 0.4), rel=1e-12), step
+        assert s.momentum(step) == pytest.approx(_at(momentum, step, 1.0), rel=1e-12), step
 
 
 def test_last_layer_is_frozen_for_the_first_steps_only() -> None:
     s = _schedules()
-    assert s.last_layer_frozen(49) and not s.last_layer_frozen(50)
+    assert s.last_layer_frozen(4) and not s.last_layer_frozen(5)
 
 
 def test_peak_lr_scaling_rules() -> None:
@@ -58,4 +78,5 @@ def test_peak_lr_scaling_rules() -> None:
 
 def test_helpers_clamp_outside_their_range() -> None:
     assert cosine(2000, 1000, 1.0, 0.0) == pytest.approx(0.0)
-    assert linear_warmup(10, 0, 1.0, 2.0) == 2.0
+    assert linspace_warmup(10, 0, 1.0, 2.0) == 2.0
+    assert linspace_warmup(10, 5, 1.0, 2.0) == 2.0
