@@ -163,6 +163,14 @@ class Loss(nn.Module):
     ``diagnostics()`` may return cheap monitoring scalars computed during the last forward; the
     engine reads them only after steps with ``ctx.logging_step`` true, so a loss may skip
     computing them on the other steps.
+
+    State a loss keeps across steps (an EMA center, a queue, ...) must not change in
+    ``forward``: the engine may still skip the step (a non-finite term on any process, see
+    ``train.max_nonfinite_steps``). ``forward`` computes the new state into a pending attribute
+    and ``commit()`` makes it the state; the engine calls ``commit()`` on every loss once per
+    applied step (after the optimizer step and the EMA update, on every process), never for a
+    skipped step, so a skipped step leaves no trace. Collectives belong in ``forward`` (every
+    process runs it), not in ``commit()``.
     """
 
     needs: LossNeeds = LossNeeds()
@@ -172,6 +180,9 @@ class Loss(nn.Module):
 
     def diagnostics(self) -> dict[str, float | Tensor]:
         return {}
+
+    def commit(self) -> None:
+        """Make the state computed by the last ``forward`` the loss's state (the step is applied)."""
 
 
 @runtime_checkable

@@ -35,6 +35,16 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return tensor
 
 
+def all_reduce_max(tensor: Tensor) -> Tensor:
+    """Elementwise maximum over processes (in place and returned); identity in a single process.
+
+    The engine agrees on per-step decisions with it: a flag set on any process is set on all.
+    """
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def all_reduce_mean(tensor: Tensor) -> Tensor:
     """Mean over processes (in place and returned); identity in a single process."""
     if is_distributed():

@@ -5,6 +5,8 @@ Two normalisations of the teacher logits ``t`` (``[M, K]``) at temperature ``T``
 - ``centering``: ``softmax((t - c) / T)`` with the current center ``c``; then
   ``c <- m * c + (1 - m) * mean(t)``, the mean taken over every row of the global batch
   (sum and row count all-reduced, so the update does not depend on the number of processes).
+  The new center is pending until the engine commits the step (:meth:`sslkit.components.Loss.commit`),
+  so a skipped step (e.g. NaN teacher logits) leaves the center as it was.
 - ``sinkhorn_knopp``: :func:`sslkit_plugins.losses.sinkhorn_knopp.sinkhorn_knopp` (no state).
 
 :class:`TeacherTargetLoss` is the common base of the losses that distil such targets.
@@ -37,10 +39,11 @@ def center_buffer(loss: str, head: str, normalization: Normalization, ctx: Build
 
 
 @torch.no_grad()
-def update_center(center: Tensor, teacher_logits: Tensor, momentum: float) -> None:
-    """EMA update of ``center`` (``[1, K]``, in place) with the global-batch mean of ``teacher_logits``.
+def updated_center(center: Tensor, teacher_logits: Tensor, momentum: float) -> Tensor:
+    """The EMA update of ``center`` (``[1, K]``) with the global-batch mean of ``teacher_logits``, as a
+    new tensor (``center`` is not modified); every process must call it together (one all-reduce).
 
-    Left unchanged when the global batch has no rows (e.g. no masked token anywhere), without
+    Equal to ``center`` when the global batch has no rows (e.g. no masked token anywhere), without
     a host-device sync.
     """
     t = teacher_logits.detach().float()
@@ -49,7 +52,7 @@ def update_center(center: Tensor, teacher_logits: Tensor, momentum: float) -> No
     total, count = stats[:-1], stats[-1]
     batch_center = (total / count.clamp_min(1.0)).unsqueeze(0)
     updated = center * momentum + batch_center.to(center.dtype) * (1.0 - momentum)
-    center.copy_(torch.where(count > 0, updated, center))
+    return torch.where(count > 0, updated, center)
 
 
 @torch.no_grad()
@@ -58,23 +61,17 @@ def teacher_probabilities(
     temperature: float,
     normalization: Normalization,
     center: Tensor | None = None,
-    center_momentum: float = 0.9,
     sinkhorn_iterations: int = 3,
 ) -> Tensor:
-    """Targets ``[M, K]`` (float32, rows summing to 1), no gradient.
+    """Targets ``[M, K]`` (float32, rows summing to 1), no gradient; ``center`` is only read.
 
-    With ``centering`` the targets use the center as it was before this call, then ``center``
-    is updated in place; every process must call this together (collectives), even with
-    ``M == 0``.
+    With ``sinkhorn_knopp`` every process must call this together (collectives), even with ``M == 0``.
     """
     if normalization == "sinkhorn_knopp":
         return sinkhorn_knopp(teacher_logits, temperature, sinkhorn_iterations)
     if center is None:
         raise ValueError("centering needs a center buffer")
-    t = teacher_logits.detach().float()
-    probs = torch.softmax((t - center.float()) / temperature, dim=-1)
-    update_center(center, t, center_momentum)
-    return probs
+    return torch.softmax((teacher_logits.detach().float() - center.float()) / temperature, dim=-1)
 
 
 def mean_entropy(probs: Tensor) -> Tensor:
@@ -97,7 +94,9 @@ class TeacherTargetLoss(Loss):
     """Base of the losses that distil normalised teacher targets (``dino``, ``ibot``).
 
     Holds the center buffer (``[1, K]`` for ``centering``, checkpointed with the loss) and
-    turns teacher logits into targets with :func:`teacher_probabilities`. Diagnostics:
+    turns teacher logits into targets with :func:`teacher_probabilities`. The center update of a
+    step is computed in ``forward`` (:func:`updated_center`) and copied into the buffer by
+    :meth:`commit`, which the engine calls only for applied steps. Diagnostics:
     ``teacher_entropy`` (mean entropy of the targets in nats, computed on logging steps only)
     and, with centering, ``center_norm``.
     """
@@ -106,17 +105,25 @@ class TeacherTargetLoss(Loss):
         super().__init__()
         self.settings = settings
         self.register_buffer("center", center_buffer(loss, settings.head, settings.normalization, ctx))
+        self._pending_center: Tensor | None = None
         self._teacher_entropy: Tensor | None = None
 
     def targets(self, teacher_logits: Tensor, ctx: StepContext) -> Tensor:
-        """Teacher targets at the step's temperature (updates the center); records their entropy."""
+        """Teacher targets at the step's temperature (the center update stays pending); records their entropy."""
         s = self.settings
-        probs = teacher_probabilities(
-            teacher_logits, ctx.teacher_temp, s.normalization, self.center, s.center_momentum, s.sinkhorn_iterations
-        )
+        probs = teacher_probabilities(teacher_logits, ctx.teacher_temp, s.normalization, self.center,
+                                      s.sinkhorn_iterations)
+        if self.center is not None:
+            self._pending_center = updated_center(self.center, teacher_logits, s.center_momentum)
         if ctx.logging_step:
             self._teacher_entropy = mean_entropy(probs)
         return probs
+
+    def commit(self) -> None:
+        """The step is applied: its center update becomes the center."""
+        if self._pending_center is not None:
+            self.center.copy_(self._pending_center)
+            self._pending_center = None
 
     def diagnostics(self) -> dict[str, float | Tensor]:
         found: dict[str, float | Tensor] = {}

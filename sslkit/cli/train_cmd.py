@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     result = trainer.fit()
     if trainer.info.is_main:
         summary = {"output_dir": str(result.output_dir), "step": result.step, "completed": result.completed,
+                   "start_step": result.start_step, "steps_run": result.steps_run,
+                   "resumed_from": result.resumed_from,
                    **{f"loss/{k}": round(v, 5) for k, v in result.final_losses.items()},
                    **{f"eval/{k}": round(v, 3) for k, v in result.metrics.items()}}
         if "knn_top1" in result.metrics:

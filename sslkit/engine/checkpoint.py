@@ -3,7 +3,9 @@
 A checkpoint is one file ``checkpoints/step_000123.pt`` holding plain state dicts (loadable
 with ``weights_only=True``): student, teacher, optimizer, loss buffers, RNG states, the step,
 and the plugin providers' versions. It is written to a temporary file, fsynced, then renamed,
-so a kill at any moment leaves the previous checkpoint intact.
+so a kill at any moment leaves the previous checkpoint intact. A file damaged outside sslkit
+(e.g. truncated by a power loss during a copy) is reported as unreadable, and
+:func:`load_newest_readable` falls back to the previous checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from sslkit.errors import SSLKitError
 FORMAT = "sslkit-checkpoint"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+class UnreadableCheckpointError(SSLKitError):
+    """A checkpoint file that cannot be loaded (truncated, corrupt) or is not an sslkit checkpoint."""
 
 
 def checkpoint_dir(output_dir: Path) -> Path:
@@ -75,13 +81,35 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SSLKitError(f"{path} is not a readable sslkit checkpoint (truncated or foreign file?): "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UnreadableCheckpointError(
+            f"{path} is not a readable sslkit checkpoint (truncated or foreign file?): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise SSLKitError(f"{path} is not an sslkit checkpoint (no '{FORMAT}' marker); "
-                          "to start from foreign weights use the backbone's init_from parameter")
+        raise UnreadableCheckpointError(f"{path} is not an sslkit checkpoint (no '{FORMAT}' marker); "
+                                        "to start from foreign weights use the backbone's init_from parameter")
     if payload.get("format_version") != FORMAT_VERSION:
         raise SSLKitError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported "
                           f"(this sslkit reads version {FORMAT_VERSION})")
     payload["path"] = str(path)
     return payload
+
+
+def load_newest_readable(output_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The newest checkpoint of a run that loads, and why each newer one was skipped.
+
+    Returns ``(None, [])`` when the run has no checkpoint; raises :class:`SSLKitError` when it has
+    some but none is readable (the message lists each file and its problem). Only unreadable files
+    are skipped: a checkpoint of an unsupported format version is an error, not a fallback.
+    """
+    found = list_checkpoints(output_dir)
+    skipped: list[str] = []
+    for path in reversed(found):
+        try:
+            return load_checkpoint(path), skipped
+        except UnreadableCheckpointError as exc:
+            skipped.append(str(exc))
+    if skipped:
+        raise SSLKitError(f"no readable checkpoint in {checkpoint_dir(output_dir)} to resume from: "
+                          + "; ".join(skipped)
+                          + ". Restore a good copy, or move the checkpoints away to start from scratch")
+    return None, skipped

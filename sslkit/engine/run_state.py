@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from sslkit import distributed
-from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from sslkit.engine.checkpoint import load_newest_readable, save_checkpoint
 from sslkit.engine.run_dir import version_differences, versions, write_run_files
 from sslkit.errors import SSLKitError
 from sslkit.registry import Registry
@@ -43,6 +43,7 @@ class RunState:
         self.output_dir: Path = trainer.output_dir
         self.nonfinite_steps = 0
         self.last_checkpoint: str | None = None
+        self.resumed_from: str | None = None
         self._rng: dict[str, Any] | None = None
         if trainer.info.is_main:
             write_run_files(self.output_dir, trainer.resolved.data, registry)
@@ -74,30 +75,37 @@ class RunState:
             torch.distributed.barrier()
 
     def restore_latest(self) -> int:
-        """Load the newest checkpoint of the output directory, if any; return the step to start from."""
-        found = list_checkpoints(self.output_dir)
-        if not found:
-            return 0
-        payload = load_checkpoint(found[-1])
+        """Load the newest readable checkpoint of the output directory, if any; return the step to start from.
+
+        Newer checkpoints that cannot be read (truncated, corrupt) are skipped with a warning that
+        names each file and why; :attr:`resumed_from` is the checkpoint loaded (``None``: from scratch).
+        """
+        payload, skipped = load_newest_readable(self.output_dir)
         t = self.trainer
+        if t.info.is_main:
+            for reason in skipped:
+                log.warning("resume: skipped an unreadable checkpoint, using the previous one: %s", reason)
+        if payload is None:
+            return 0
+        path = payload["path"]
         try:
             set_model_state_dict(t.student, payload["student"], options=_FULL)
             set_model_state_dict(t.teacher, payload["teacher"], options=_FULL)
             set_optimizer_state_dict(t.student, t.optimizer, payload["optimizer"], options=_FULL_OPTIMIZER)
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise SSLKitError(f"{found[-1]} does not match this recipe's model (was the recipe changed since?): "
+            raise SSLKitError(f"{path} does not match this recipe's model (was the recipe changed since?): "
                               f"{str(exc).splitlines()[0]}") from None
         if t.scaler is not None and "scaler" in payload:
             t.scaler.load_state_dict(payload["scaler"])
         self.nonfinite_steps = int(payload.get("nonfinite_steps", 0))
         self._rng = payload.get("rng")
-        self.last_checkpoint = str(found[-1])
+        self.last_checkpoint = self.resumed_from = path
         changed = version_differences(payload.get("versions", {}).get("plugins", {}), self.registry.providers)
         if changed and t.info.is_main:
             log.warning("plugin providers changed since the checkpoint: %s", "; ".join(changed))
         step = int(payload["step"])
         if t.info.is_main:
-            log.info("resuming from %s (step %d, saved with %s process(es))", found[-1], step,
+            log.info("resumed from %s at step %d (saved with %s process(es))", path, step,
                      payload.get("world_size", "?"))
         return step
 

@@ -1,4 +1,5 @@
-"""One training step's forward and loss computation: teacher outputs, student outputs, losses.
+"""One training step's forward and loss computation: teacher outputs, student outputs, losses,
+and the decision every process takes together after them (apply or skip the step, stop or go on).
 
 The split follows dinov3's training step: the engine composes the outputs once, every loss
 plugin computes its term from them.
@@ -6,9 +7,12 @@ plugin computes its term from them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
+from sslkit import distributed
 from sslkit.components import Crops, StepContext, StepOutputs
 from sslkit.engine.model import Teacher
 from sslkit.engine.plan import StepPlan
@@ -47,7 +51,24 @@ def compute_losses(losses: nn.ModuleDict, weights: dict[str, float], outputs: St
     return total, terms
 
 
-def nonfinite_terms(terms: dict[str, Tensor]) -> list[str]:
-    """Names of the loss terms that are NaN or infinite (one device sync for all of them)."""
-    finite = torch.isfinite(torch.stack(list(terms.values()))).tolist()
-    return [name for name, ok in zip(terms, finite, strict=True) if not ok]
+@dataclass(frozen=True)
+class StepDecision:
+    """What every process agreed on after computing one step's loss terms."""
+
+    nonfinite: tuple[str, ...]  # loss terms that are NaN or infinite on at least one process
+    stop: bool  # at least one process received a stop signal (SIGTERM / SIGUSR1)
+
+
+def agree(terms: dict[str, Tensor], stop_requested: bool) -> StepDecision:
+    """Decide, identically on every process, whether the step is applied and whether the run stops.
+
+    One MAX all-reduce of the flag vector ``[term_0 non-finite, ..., term_{n-1} non-finite,
+    stop requested]`` (no collective in a single process) and one device sync: a NaN or a
+    signal seen by one process makes every process skip the step or checkpoint and stop, so
+    that no process enters a collective (gradient all-reduce, checkpoint gather) the others skip.
+    """
+    values = torch.stack(list(terms.values()))
+    flags = torch.cat([(~torch.isfinite(values)).float(), values.new_tensor([float(stop_requested)])])
+    agreed = distributed.all_reduce_max(flags).tolist()
+    return StepDecision(nonfinite=tuple(name for name, bad in zip(terms, agreed[:-1], strict=True) if bad),
+                        stop=bool(agreed[-1]))

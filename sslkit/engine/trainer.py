@@ -9,6 +9,7 @@ non-finite loss handling, preemption signals, logging, progress and evaluation.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from sslkit.engine.optimizer import apply_schedules, build_optimizer, check_grou
 from sslkit.engine.precision import DTYPES, autocast, check_precision, grad_scaler
 from sslkit.engine.run_state import RunState
 from sslkit.engine.schedules import Schedules, peak_lr
-from sslkit.engine.step import compute_losses, compute_outputs, nonfinite_terms
+from sslkit.engine.step import agree, compute_losses, compute_outputs
 from sslkit.engine.strategy import apply_fsdp2, init_processes, reshard, resolve_strategy, wrap_student
 from sslkit.errors import SSLKitError
 from sslkit.recipe import ResolvedRecipe
@@ -45,13 +46,21 @@ class NonFiniteLossError(SSLKitError):
 
 @dataclass
 class TrainResult:
-    """What a finished (or preempted) run reports."""
+    """What a finished (or preempted) run reports.
+
+    ``start_step``: the step this call started from (that of ``resumed_from``, the checkpoint it
+    loaded, or 0 from scratch); ``steps_run``: the steps this call executed (skipped ones included),
+    so ``step == start_step + steps_run``.
+    """
 
     output_dir: Path
     step: int
     completed: bool
     final_losses: dict[str, float]
     metrics: dict[str, float]
+    start_step: int = 0
+    steps_run: int = 0
+    resumed_from: str | None = None
 
 
 def _schedules(resolved: ResolvedRecipe, global_batch: int) -> Schedules:
@@ -133,15 +142,16 @@ class Trainer:
                           n_global=crops.n_global, n_local=crops.n_local, batch_size=crops.batch_size,
                           global_batch_size=self.global_batch, epoch_length=r.train.epoch_length,
                           teacher_backbone=self.teacher.backbone, logging_step=self.monitor.is_log_step(step))
-        apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), s.last_layer_frozen(step))
         with autocast(r.run.precision, self.info.device):
             outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan)
             total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, ctx)
         self.monitor.capture(step, crops, outputs, masks)
-        bad = nonfinite_terms(terms)
-        if bad:
-            self._handle_nonfinite(step, bad, terms)
+        decision = agree(terms, self._stop_signal is not None)  # the same on every process
+        self._stop_agreed = decision.stop
+        if decision.nonfinite:
+            self._handle_nonfinite(step, decision.nonfinite, terms)
             return None
+        apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), s.last_layer_frozen(step))
         if self.scaler is not None:
             self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
@@ -163,15 +173,20 @@ class Trainer:
             reshard(self.student)
         ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
         ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
+        for loss in self.parts.losses.values():
+            loss.commit()  # the step is applied: the losses' pending state (centers) becomes theirs
         terms["total"] = total.detach().float()
         if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm over all shards is a replicated DTensor
             grad_norm = grad_norm.full_tensor()
         terms["grad_norm"] = grad_norm.detach().float()
         return terms
 
-    def _handle_nonfinite(self, step: int, bad: list[str], terms: dict[str, torch.Tensor]) -> None:
+    def _handle_nonfinite(self, step: int, bad: tuple[str, ...], terms: dict[str, torch.Tensor]) -> None:
+        """Skip the step on every process (no backward, optimizer, EMA, scaler or loss-state update)
+        or, past ``train.max_nonfinite_steps``, stop with :class:`NonFiniteLossError`."""
         self.optimizer.zero_grad(set_to_none=True)
-        values = ", ".join(f"{n}={terms[n].item()}" for n in bad)
+        values = ", ".join(f"{n}={terms[n].item()}" if not math.isfinite(terms[n].item())
+                           else f"{n} (non-finite on another process)" for n in bad)
         self.state.nonfinite_steps += 1
         if self.state.nonfinite_steps > self.recipe.train.max_nonfinite_steps:
             raise NonFiniteLossError(
@@ -199,6 +214,12 @@ class Trainer:
         metrics: dict[str, float] = {}
         last_terms: dict[str, float] = {}
         step = start
+        self._stop_agreed = False
+
+        def result(completed: bool) -> TrainResult:
+            return TrainResult(self.output_dir, step, completed, last_terms, metrics, start_step=start,
+                               steps_run=step - start, resumed_from=self.state.resumed_from)
+
         try:
             self.monitor.start(start)
             if start == 0 and r.eval.at_start:
@@ -215,15 +236,17 @@ class Trainer:
                     metrics = self.monitor.log_eval(step, self.evaluator.run(self.teacher.backbone, step))
                 if step % r.train.checkpoint_every == 0 or step == r.train.max_steps:
                     self.state.save(step)
-                if self._stop_signal is not None and step < r.train.max_steps:
+                if self._stop_agreed and step < r.train.max_steps:  # agreed by every process in train_step
                     if step % r.train.checkpoint_every != 0:
                         self.state.save(step)
-                    log.warning("received %s: checkpoint saved at step %d, exiting", self._stop_signal, step)
-                    return TrainResult(self.output_dir, step, False, last_terms, metrics)
+                    cause = (f"received {self._stop_signal}" if self._stop_signal is not None
+                             else "another process received a stop signal")
+                    log.warning("%s: checkpoint saved at step %d, exiting", cause, step)
+                    return result(completed=False)
             if r.eval.at_end and self.evaluator.enabled and not self.evaluator.due(step):
                 metrics = self.monitor.log_eval(step, self.evaluator.run(self.teacher.backbone, step))
             self.monitor.finish(step, last_terms, metrics)
-            return TrainResult(self.output_dir, step, True, last_terms, metrics)
+            return result(completed=True)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -72,12 +72,14 @@ def test_centering_matches_the_formula(
     assert value.shape == () and math.isclose(value.item(), expected, rel_tol=1e-5)
 
 
-def test_center_update_and_second_step_uses_it(naive_centered_softmax) -> None:
+def test_center_update_is_committed_and_second_step_uses_it(naive_centered_softmax) -> None:
     torch.manual_seed(0)
     loss = make_loss(2, center_momentum=0.9)
     teacher1, teacher2 = torch.randn(2 * B, K), torch.randn(2 * B, K)
     student = torch.randn(4 * B, K)
     loss(outputs(student, teacher1), step(2, 2))
+    assert loss.center.abs().sum() == 0, "forward must leave the center pending until commit()"
+    loss.commit()
     expected_center = [0.1 * sum(float(teacher1[r, k]) for r in range(2 * B)) / (2 * B) for k in range(K)]
     torch.testing.assert_close(loss.center, torch.tensor([expected_center]))
     value = loss(outputs(student, teacher2), step(2, 2))

@@ -110,6 +110,7 @@ def _compute(part: int, parts: int) -> dict[str, dict[str, Tensor]]:
         )
         value = loss(out, ctx)
         value.backward()
+        loss.commit()  # the engine commits the losses' state after an applied step
         result = {"value": value.detach()}
         result.update({k: t.grad for k, t in x.items() if t.grad is not None})
         result.update({f"state/{k}": v for k, v in loss.state_dict().items() if k != "prototypes"})
