@@ -3,9 +3,10 @@
 ``x -> MLP (in -> hidden -> ... -> bottleneck, GELU) -> L2-normalise -> prototypes``: an MLP
 of ``nlayers`` linear layers (in -> 2048 -> 2048 -> 256 by default) with GELU between them
 and optional BatchNorm, an L2 normalisation of the bottleneck, then a bias-free
-weight-normalised linear layer to ``out_dim`` prototypes (magnitude fixed to 1, see
-:mod:`sslkit_plugins.heads.prototypes`). The outputs are cosine similarities in [-1, 1];
-the losses divide them by their temperatures.
+weight-normalised linear layer to ``out_dim`` prototypes (see
+:mod:`sslkit_plugins.heads.prototypes`): with the magnitude ``g`` fixed to 1 (DINO v1, the
+default) the outputs are cosine similarities in [-1, 1]; ``trainable_norm`` makes ``g`` a
+parameter initialised to 1 (DINOv2). The losses divide the outputs by their temperatures.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class DINOHeadParams:
     bottleneck_dim: int = param(256, "Width of the MLP's output, L2-normalised before the prototypes.", ge=1)
     nlayers: int = param(3, "Number of linear layers in the MLP (1: a single linear map to the bottleneck).", ge=1)
     use_bn: bool = param(False, "BatchNorm after every hidden linear layer (off in DINO / DINOv2).")
+    trainable_norm: bool = param(
+        False,
+        "Train the weight-norm magnitude g of the prototype layer (W = g * v / ||v|| per prototype, g "
+        "initialised to 1, part of the last layer), as DINOv2 does; false fixes g at 1 (DINO v1's "
+        "norm_last_layer).",
+    )
 
 
 def _mlp(in_dim: int, params: DINOHeadParams) -> nn.Sequential:
@@ -52,12 +59,12 @@ def _mlp(in_dim: int, params: DINOHeadParams) -> nn.Sequential:
 
 
 class DINOHead(Head):
-    """DINO head: MLP -> L2-normalise -> ``out_dim`` unit-norm prototypes (cosine logits).
+    """DINO head: MLP -> L2-normalise -> ``out_dim`` weight-normalised prototypes.
 
     Input: tokens ``[M, embed_dim]`` (the width comes from ``ctx.embed_dim``); output:
-    logits ``[M, out_dim]`` in [-1, 1]. Linear weights are initialised trunc-normal with
-    std 0.02 and biases to 0. ``last_layer`` (the prototypes) is what the optimizer freezes
-    during the first epoch.
+    logits ``[M, out_dim]`` (in [-1, 1] unless ``trainable_norm``). Linear weights are
+    initialised trunc-normal with std 0.02 and biases to 0. ``last_layer`` (the prototypes,
+    and ``g`` when trainable) is what the optimizer freezes during the first epoch.
     """
 
     def __init__(self, params: DINOHeadParams, ctx: BuildContext) -> None:
@@ -70,7 +77,7 @@ class DINOHead(Head):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        self.last_layer = NormalizedPrototypes(params.bottleneck_dim, params.out_dim)
+        self.last_layer = NormalizedPrototypes(params.bottleneck_dim, params.out_dim, params.trainable_norm)
 
     @property  # type: ignore[override]
     def last_layer(self) -> NormalizedPrototypes:

@@ -22,7 +22,7 @@ class IBOTHeadParams(DINOHeadParams):
 
 
 class IBOTHead(DINOHead):
-    """iBOT head for masked patch tokens: MLP -> L2-normalise -> ``out_dim`` unit-norm prototypes.
+    """iBOT head for masked patch tokens: MLP -> L2-normalise -> ``out_dim`` weight-normalised prototypes.
 
     Same architecture, defaults and initialisation as :class:`DINOHead`; to share one head
     between the DINO and iBOT losses, point the iBOT loss at head ``dino`` instead.

@@ -2,7 +2,10 @@
 
 - Which parameters get no weight decay: biases, normalisation weights, LayerScale gammas and
   any other parameter with at most one dimension.
-- Which parameters are the heads' last layers (frozen during the first epoch).
+- Which parameters are the heads' last layers (frozen during the first epoch): every parameter
+  of a head's ``last_layer``, including the weight-norm magnitude ``g`` ([out_dim, 1]) of a
+  DINOv2 head, which also keeps weight decay multiplier 1 as in DINOv2's code (it is neither a
+  bias, a norm nor a gamma, and has two dimensions).
 - Merging parameters with identical optimizer settings into one group, so that a fused
   optimizer sees few, large groups.
 """

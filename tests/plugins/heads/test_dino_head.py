@@ -140,3 +140,53 @@ def test_needs_embed_dim() -> None:
 
 def test_empty_input() -> None:
     assert make_head()(torch.zeros(0, 12)).shape == (0, 50)
+
+
+def test_magnitude_g_is_fixed_by_default_and_trainable_on_request() -> None:
+    assert make_head().last_layer.g is None
+    assert "last_layer.g" not in make_head().state_dict()
+    head = make_head(dataclasses.replace(SMALL, trainable_norm=True))
+    g = head.last_layer.g
+    assert isinstance(g, nn.Parameter) and g.requires_grad and g.shape == (50, 1)
+    torch.testing.assert_close(g.detach(), torch.ones(50, 1))  # initialised to 1: the same outputs as fixed g
+    fixed = make_head()
+    x = torch.randn(4, 12)
+    torch.testing.assert_close(head(x), fixed(x))
+
+
+def test_trainable_magnitude_equals_torch_weight_norm_in_value_and_gradient() -> None:
+    head = make_head(dataclasses.replace(SMALL, trainable_norm=True))
+    with torch.no_grad():
+        head.last_layer.g.uniform_(0.5, 2.0)  # a trained, non-unit magnitude per prototype
+    reference = nn.Linear(8, 50, bias=False)
+    with torch.no_grad():
+        reference.weight.copy_(head.last_layer.weight)
+    reference = nn.utils.parametrizations.weight_norm(reference)  # W = g * v / ||v||, one norm per output row
+    with torch.no_grad():
+        reference.parametrizations.weight.original0.copy_(head.last_layer.g)
+    z = torch.randn(9, 8)
+    z = z / z.norm(dim=1, keepdim=True)
+    out, expected = head.last_layer(z), reference(z)
+    torch.testing.assert_close(out, expected)
+    upstream = torch.randn(9, 50)
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    g_grad = head.last_layer.g.grad
+    assert g_grad is not None and g_grad.abs().sum() > 0  # the gradient reaches g
+    torch.testing.assert_close(g_grad, reference.parametrizations.weight.original0.grad)
+    torch.testing.assert_close(head.last_layer.weight.grad, reference.parametrizations.weight.original1.grad)
+
+
+def test_trainable_magnitude_travels_with_copies_and_checkpoints() -> None:
+    params = dataclasses.replace(SMALL, trainable_norm=True)
+    student = make_head(params)
+    with torch.no_grad():
+        student.last_layer.g.mul_(1.5)
+    teacher = copy.deepcopy(student)
+    x = torch.randn(5, 12)
+    torch.testing.assert_close(teacher(x), student(x))
+    assert teacher.last_layer.g is not student.last_layer.g
+    other = make_head(params, seed=1)
+    other.load_state_dict(student.state_dict())
+    torch.testing.assert_close(other(x), student(x))
+    assert "last_layer.g" in student.state_dict()

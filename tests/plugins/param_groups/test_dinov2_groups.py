@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sslkit.components import Backbone, BackboneOutput, Head, Loss, ParamGroup, ParamGroupPolicy
+from sslkit.components import Backbone, BackboneOutput, BuildContext, Head, Loss, ParamGroup, ParamGroupPolicy
 from sslkit_plugins.backbones.vit import ViT
 from sslkit_plugins.backbones.vit_params import ViTParams
+from sslkit_plugins.heads.dino import DINOHead, DINOHeadParams
 from sslkit_plugins.param_groups.dinov2 import DINOv2Groups, DINOv2GroupsParams
 
 DIM = 4
@@ -183,3 +184,14 @@ def test_the_vit_backbone_large() -> None:
             no_decay = name.endswith(".bias") or leaf.startswith(("norm1", "norm2", "ls1", "ls2"))
             assert mult == (0.0 if no_decay else 1.0), name
     assert wd["backbone.patch_embed.proj.bias"] == 0.0 and wd["backbone.norm.weight"] == 0.0
+
+
+def test_trainable_weight_norm_magnitude_is_last_layer_with_weight_decay() -> None:
+    # DINOv2's head: g of the prototype layer is trained, frozen with the last layer, weight decay multiplier 1
+    model = Student()
+    model.heads["dino"] = DINOHead(DINOHeadParams(out_dim=6, hidden_dim=8, bottleneck_dim=3, trainable_norm=True),
+                                   BuildContext(embed_dim=DIM))
+    of = settings(DINOv2Groups(DINOv2GroupsParams()).groups(model), model)
+    g = of["heads.dino.last_layer.g"]
+    assert g.is_last_layer and g.wd_multiplier == 1.0 and g.lr_multiplier == 1.0 and g.follows_wd_schedule
+    assert of["heads.dino.last_layer.weight"] is g  # one group with the prototypes

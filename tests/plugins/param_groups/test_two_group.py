@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sslkit.components import Head, ParamGroupPolicy
+from sslkit.components import BuildContext, Head, ParamGroupPolicy
+from sslkit_plugins.heads.dino import DINOHead, DINOHeadParams
 from sslkit_plugins.param_groups.two_group import TwoGroup, TwoGroupParams
 
 
@@ -80,3 +81,14 @@ def test_schedule_first_group_only_reproduces_the_bug() -> None:
     assert [g.is_last_layer for g in groups].count(True) == 2
     grouped = [id(p) for g in groups for p in g.params]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())
+
+
+def test_trainable_weight_norm_magnitude_is_last_layer_with_weight_decay() -> None:
+    model = Student()
+    model.heads["dino"] = DINOHead(DINOHeadParams(out_dim=3, hidden_dim=8, bottleneck_dim=4, trainable_norm=True),
+                                   BuildContext(embed_dim=4))
+    by_name = {g.name: g for g in TwoGroup(TwoGroupParams()).groups(model)}
+    last_layer = dict(model.heads["dino"].named_children())["last_layer"]
+    ids = {id(p) for p in by_name["last_layer/decay"].params}
+    assert ids == {id(last_layer.weight), id(last_layer.g)}
+    assert by_name["last_layer/decay"].wd_multiplier == 1.0 and by_name["last_layer/decay"].is_last_layer
