@@ -1,9 +1,10 @@
 """Dataset ``tar``: an ImageFolder tree read directly from an uncompressed ``.tar`` archive.
 
 The archive's members are indexed once per process and archive (name -> data offset and size,
-cached by :func:`sslkit.data.tar_index.tar_members`); reading an image is one ``seek`` + ``read`` on a file handle
-that each process opens lazily for itself, so DataLoader workers (forked or spawned) never
-share a file position.
+cached by :func:`sslkit.data.tar_index.tar_members`, which skips unsafe members: absolute
+names, ``..`` components, links, devices; see :mod:`sslkit.data.tar_index`); reading an image
+is one ``seek`` + ``read`` on a file handle that each process opens lazily for itself, so
+DataLoader workers (forked or spawned) never share a file position.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from sslkit.components import BuildContext
-from sslkit.data.tar_index import tar_members
+from sslkit.data.tar_index import normalise, tar_members
 from sslkit.errors import SSLKitError
 from sslkit.params import param
 from sslkit_plugins.datasets.tree import DEFAULT_EXTENSIONS, index_tree
@@ -42,7 +43,7 @@ class TarDataset:
         path = os.path.abspath(os.path.expanduser(params.path))
         if not os.path.isfile(path):
             raise SSLKitError(f"dataset tar: archive {params.path!r} does not exist")
-        prefix = (params.prefix or "").strip("/")
+        prefix = normalise(params.prefix or "")
         members = tar_members(path)
         if prefix:
             members = {

@@ -10,6 +10,7 @@ fraction of the images read failed.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     EOFError,
     Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
 )
 MAX_REPLACEMENTS = 100
 #: The bad fraction is judged over at least this many images (or the whole dataset if smaller).
@@ -52,20 +54,32 @@ class Loaded:
     bad: list[str] = field(default_factory=list)  # "<file>: <error>" for each failed attempt
 
 
+class ReplacementsExhausted(SSLKitError):
+    """Every image from the requested one to the replacement bound failed to decode."""
+
+
 def load_with_replacement(dataset: Any, index: int, prepare: Callable[[Any], Any]) -> Loaded:
-    """``prepare(dataset[index][0])``, substituting the next indices for images that fail to decode."""
+    """``prepare(dataset[index][0])``, substituting the next indices for images that fail to decode.
+
+    Raises :class:`ReplacementsExhausted` after ``MAX_REPLACEMENTS + 1`` failures in a row (or
+    the whole dataset, if smaller).
+    """
     bad: list[str] = []
     size = len(dataset)
     for attempt in range(min(size, MAX_REPLACEMENTS + 1)):
         current = (index + attempt) % size
         try:
-            image, label = dataset[current]
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image, label = dataset[current]
             return Loaded(current, int(label), prepare(image), bad)
         except DECODE_ERRORS as exc:
             bad.append(f"{describe(dataset, current)}: {type(exc).__name__}: {exc}")
-    raise SSLKitError(
-        f"{len(bad)} consecutive images failed to decode, starting at {describe(dataset, index)}:\n"
-        + "\n".join(f"  - {b}" for b in bad[:5])
+    shown = bad if len(bad) <= 6 else [*bad[:3], f"... {len(bad) - 5} more ...", *bad[-2:]]
+    raise ReplacementsExhausted(
+        f"{len(bad)} consecutive images failed to decode (the replacement bound is {MAX_REPLACEMENTS}), from "
+        f"{describe(dataset, index)} to {describe(dataset, (index + len(bad) - 1) % size)}; is the dataset "
+        "readable at all? Failures:\n" + "\n".join(f"  - {b}" for b in shown)
     )
 
 

@@ -5,7 +5,9 @@
 :class:`~sslkit.data.sampler.StepBatchSampler` (independent of workers and world size);
 workers (``torch.utils.data.DataLoader``, persistent, prefetching, pinned memory on CUDA)
 decode images and run the augmentation's ``prepare``, replacing undecodable files
-deterministically (:mod:`sslkit.data.bad_files`). The device stage of the augmentation is the
+deterministically (:mod:`sslkit.data.bad_files`); a worker that runs out of replacements sends
+the error with the batch and the main process raises it, so its message is the same with
+and without workers (not wrapped in a worker traceback). The device stage of the augmentation is the
 engine's call: ``augmentation(batch.data, batch.sample_seeds, device)``.
 """
 
@@ -21,8 +23,9 @@ from torch.utils.data import DataLoader, default_collate
 
 from sslkit import seeding
 from sslkit.components import Augmentation, ImageDataset
-from sslkit.data.bad_files import BadFileTracker, load_with_replacement
+from sslkit.data.bad_files import BadFileTracker, ReplacementsExhausted, load_with_replacement
 from sslkit.data.sampler import Item, StepBatchSampler
+from sslkit.errors import SSLKitError
 
 
 @dataclass
@@ -66,7 +69,12 @@ class _PreparedItems(torch.utils.data.Dataset):
 
     def __getitem__(self, item: Item) -> dict[str, Any]:
         index, sample_seed, step = item
-        loaded = load_with_replacement(self.dataset, index, lambda image: self.augmentation.prepare(image, sample_seed))
+        try:
+            loaded = load_with_replacement(
+                self.dataset, index, lambda image: self.augmentation.prepare(image, sample_seed)
+            )
+        except ReplacementsExhausted as exc:
+            return {"error": str(exc)}
         return {
             "data": loaded.value,
             "label": loaded.label,
@@ -77,7 +85,17 @@ class _PreparedItems(torch.utils.data.Dataset):
         }
 
 
-def _collate(samples: list[dict[str, Any]]) -> TrainBatch:
+@dataclass
+class _LoadFailure:
+    """What a worker sends instead of a batch when an item ran out of replacements."""
+
+    message: str
+
+
+def _collate(samples: list[dict[str, Any]]) -> TrainBatch | _LoadFailure:
+    failed = [s["error"] for s in samples if "error" in s]
+    if failed:
+        return _LoadFailure(failed[0])
     return TrainBatch(
         step=samples[0]["step"],
         data=default_collate([s["data"] for s in samples]),
@@ -97,6 +115,8 @@ class TrainLoader:
 
     def __iter__(self) -> Iterator[TrainBatch]:
         for batch in self.loader:
+            if isinstance(batch, _LoadFailure):
+                raise SSLKitError(batch.message)
             self.tracker.update(len(batch.indices), batch.bad_files)
             yield batch
 
