@@ -38,119 +38,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench_hardware import default_precision, describe
+from bench_meter import time_steps
 from lightly_peer import PeerConfig, PeerLoop, config_from_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECIPE = ROOT / "recipes" / "cifar10" / "bench_vit_tiny.yaml"
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10" / "train.tar"
 RESULT_TAG = "RESULT "
-
-
-# -- measurement helpers (run inside a contender's subprocess) ---------------------------------
-def _child_pids() -> list[int]:
-    """Direct children of this process (the DataLoader workers)."""
-    me, pids = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:
-            pids.append(int(entry))
-    return pids
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _private_mib(pid: int) -> float:
-    """Private (unshared) resident memory of ``pid`` in MiB: what a forked worker adds."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return 0.0
-    kib = sum(int(line.split()[1]) for line in lines if line.startswith(("Private_Clean:", "Private_Dirty:")))
-    return kib / 1024
-
-
-class Meter:
-    """Wall time and CPU time (this process + its workers) over the timed steps."""
-
-    def start(self) -> None:
-        self.workers = _child_pids()
-        self.cpu0 = self._cpu()
-        self.t0 = time.perf_counter()
-
-    def _cpu(self) -> float:
-        times = os.times()
-        return times.user + times.system + sum(_cpu_seconds(p) for p in self.workers)
-
-    def stop(self, images: int, device: Any) -> dict[str, float]:
-        import torch
-
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        wall = time.perf_counter() - self.t0
-        self.workers = sorted(set(self.workers) | set(_child_pids()))  # workers started during the timed steps
-        cpu = self._cpu() - self.cpu0
-        result = {
-            "images_per_s": images / wall,
-            "seconds": wall,
-            "cpu_ms_per_image": 1000 * cpu / images,
-            "host_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "workers_private_mib": sum(_private_mib(p) for p in self.workers),
-        }
-        if device.type == "cuda":
-            result["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-        return result
-
-
-def _profile_step(run_step: Any, row_limit: int = 18) -> str:
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        run_step()
-    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=row_limit, max_name_column_width=48)
-
-
-def _time_steps(spec: dict[str, Any], step_loss: Callable[[int], Any], images_per_step: int,
-                device: Any) -> dict[str, Any]:
-    """``spec["warmup"]`` untimed then ``spec["steps"]`` timed calls of ``step_loss(step)`` (one
-    optimizer step each, returning its loss tensor or ``None``, read only at the end so that no
-    step waits for the device); the meter's figures plus the final loss, and a profile of one
-    extra step when ``spec["profile"]``."""
-    loss = None
-    for step in range(spec["warmup"]):
-        loss = step_loss(step)
-    meter = Meter()
-    meter.start()
-    for step in range(spec["warmup"], spec["warmup"] + spec["steps"]):
-        loss = step_loss(step)
-    result = meter.stop(spec["steps"] * images_per_step, device)
-    result["final_loss"] = float(loss) if loss is not None else float("nan")
-    if spec["profile"]:
-        step = spec["warmup"] + spec["steps"]
-        result["profile"] = _profile_step(lambda: step_loss(step))
-    return result
 
 
 # -- the contenders ------------------------------------------------------------------------------
@@ -183,7 +82,7 @@ def run_sslkit(spec: dict[str, Any]) -> dict[str, Any]:
             terms = trainer.train_step(step, next(iterator))
             return terms["total"] if terms else None
 
-        return _time_steps(spec, step_loss, trainer.global_batch, trainer.info.device)
+        return time_steps(spec, step_loss, trainer.global_batch, trainer.info.device)
 
 
 def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +93,7 @@ def run_peer(spec: dict[str, Any]) -> dict[str, Any]:
     device = torch.device(spec["device"])
     loop = PeerLoop(cfg, device)
     iterator = loop.loader()
-    return _time_steps(spec, lambda step: loop.step(step, next(iterator)), cfg.batch_size, device)
+    return time_steps(spec, lambda step: loop.step(step, next(iterator)), cfg.batch_size, device)
 
 
 def child_main(spec: dict[str, Any]) -> None:
@@ -207,18 +106,9 @@ def child_main(spec: dict[str, Any]) -> None:
 
 
 # -- the orchestrator ----------------------------------------------------------------------------
-def _cpu_description() -> str:
-    """The CPU's model name and whether it has native bf16 (what makes bf16 autocast pay on a CPU)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "cpu unknown"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in info]
-    return f"{os.cpu_count()} x {model}, native bf16: {', '.join(flags) or 'no'}"
-
-
 def run_child(spec: dict[str, Any], threads: int, wait_policy: str, mmap_threshold: int | None) -> dict[str, Any]:
+    """Run one contender in a fresh process; its result plus the process's whole wall and CPU time
+    (``process_seconds``, ``process_cpu_seconds``: start-up, model building and loader included)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -229,12 +119,30 @@ def run_child(spec: dict[str, Any], threads: int, wait_policy: str, mmap_thresho
     if mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG) :])
+            return {**json.loads(line[len(RESULT_TAG) :]), "process_seconds": wall, "process_cpu_seconds": cpu}
     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
     raise SystemExit(f"contender {spec['label']} failed (exit {proc.returncode})")
+
+
+def run_process_pair(spec: dict[str, Any], steps: tuple[int, int], images_per_step: int, threads: int,
+                     wait_policy: str, mmap_threshold: int | None) -> dict[str, Any]:
+    """Time whole processes of ``steps[0]`` and ``steps[1]`` optimizer steps (no warm-up) from outside:
+    images/s and CPU ms/image of the difference, so that start-up and the first steps cancel."""
+    short, long = (run_child({**spec, "warmup": 0, "steps": n, "profile": False}, threads, wait_policy,
+                             mmap_threshold) for n in steps)
+    images = (steps[1] - steps[0]) * images_per_step
+    wall = long["process_seconds"] - short["process_seconds"]
+    cpu = long["process_cpu_seconds"] - short["process_cpu_seconds"]
+    return {**long, "images_per_s": images / wall, "cpu_ms_per_image": 1000 * cpu / images,
+            "startup_seconds": short["process_seconds"] - steps[0] * images_per_step * wall / images}
 
 
 def _summary(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -270,7 +178,7 @@ def _print_table(summaries: list[dict[str, Any]], peer: dict[str, Any] | None) -
         print(row + f"  {s['images_per_s_all']}")
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -278,10 +186,25 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_TAR), help="CIFAR-10 train.tar (train/<class>/<n>.jpg)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per run (default 1)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per run (default 4)")
+    parser.add_argument(
+        "--process-steps",
+        nargs=2,
+        type=int,
+        metavar=("SHORT", "LONG"),
+        help="instead of timing steps inside the process, time whole processes of SHORT and LONG steps from "
+        "outside (e.g. 4 20) and report the difference, so that start-up cancels",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs per contender, interleaved (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per contender (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="data-loader workers per contender (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="precision of EVERY contender (sslkit's run.precision and the peer's autocast); auto (default): "
+        "bf16 on a CPU with native bf16 (avx512_bf16 / amx) or a bf16 GPU, else fp32",
+    )
     parser.add_argument(
         "--set",
         nargs="*",
@@ -294,15 +217,7 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="NAME=KEY=VALUE,...",
-        help="extra sslkit contenders with their own overrides, e.g. fp32=run.precision=fp32",
-    )
-    parser.add_argument(
-        "--peer-precision",
-        nargs="+",
-        default=["fp32"],
-        choices=("fp32", "bf16"),
-        help="autocast of the peer loop, one peer contender each (lightly's example: fp32); "
-        "ratios are against the first",
+        help="extra sslkit contenders with their own overrides, e.g. sdpa=model.backbone.attention=sdpa",
     )
     parser.add_argument(
         "--omp-wait-policy",
@@ -324,19 +239,18 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile one extra step (first repeat)")
     parser.add_argument("--json", help="also write the summaries to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child_main(json.loads(args.child))
-        return
-    if not Path(args.data).is_file():
-        raise SystemExit(f"no CIFAR-10 archive at {args.data}; pass --data PATH")
+    return parser.parse_args()
 
+
+def _contenders(args: argparse.Namespace, precision: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The resolved base recipe and one spec per contender, all at ``precision``."""
     from sslkit.recipe import load_recipe
 
     base = [
         f"data.dataset.path={args.data}",
         f"data.num_workers={args.workers}",
         f"run.device={args.device}",
+        f"run.precision={precision}",
         *args.set,
     ]
     resolved = load_recipe(args.recipe, base)
@@ -356,13 +270,27 @@ def main() -> None:
         extra = [o for o in overrides.split(",") if o]
         variant_data = load_recipe(args.recipe, base + extra).data
         contenders.append({**common, "kind": "sslkit", "label": f"sslkit:{name}", "recipe_data": variant_data})
-    for precision in [] if args.no_peer else args.peer_precision:
+    if not args.no_peer:
         peer = asdict(config_from_recipe(resolved, args.data, precision))
         contenders.append({**common, "kind": "peer", "label": f"lightly peer {precision}", "peer": peer})
+    return resolved, contenders
 
+
+def main() -> None:
+    args = _parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+    if not Path(args.data).is_file():
+        raise SystemExit(f"no CIFAR-10 archive at {args.data}; pass --data PATH")
+    precision = default_precision(args.device) if args.precision == "auto" else args.precision
+    resolved, contenders = _contenders(args, precision)
     r, d = resolved.recipe, resolved.data
-    sizes = asdict(config_from_recipe(resolved, args.data, "fp32"))
+    sizes = asdict(config_from_recipe(resolved, args.data, precision))
     aug = d["data"]["augmentation"]
+    timing = (f"whole processes of {args.process_steps[0]} and {args.process_steps[1]} steps, difference"
+              if args.process_steps else f"{args.warmup} warm-up + {args.steps} timed steps")
+    print(describe(args.threads))
     print(
         f"model: ViT {sizes['embed_dim']}/{sizes['depth']}/{sizes['num_heads']} patch {sizes['patch_size']}, "
         f"crops {aug['n_global']}x{aug['global_crop_size']}px + {aug['n_local']}x{aug['local_crop_size']}px, "
@@ -370,25 +298,28 @@ def main() -> None:
         f"({'separate' if sizes['separate_ibot_head'] else 'shared'} iBOT head), losses {', '.join(d['losses'])}"
     )
     print(
-        f"recipe {args.recipe}: batch {r.data.batch_size}, precision {r.run.precision}, {args.threads} threads, "
-        f"{args.workers} workers, OMP_WAIT_POLICY={args.omp_wait_policy}, "
-        f"MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold or 'glibc default'}, device {args.device} "
-        f"({_cpu_description()}); {args.warmup} warm-up + "
-        f"{args.steps} timed steps, {args.repeats} repeat(s)",
+        f"recipe {args.recipe}: batch {r.data.batch_size}, precision {precision} for every contender"
+        f"{' (auto)' if args.precision == 'auto' else ''}, {args.threads} threads, {args.workers} workers, "
+        f"OMP_WAIT_POLICY={args.omp_wait_policy}, MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold or 'default'}, "
+        f"device {args.device}; {timing}, {args.repeats} repeat(s)",
         flush=True,
     )
     runs: dict[str, list[dict[str, Any]]] = {c["label"]: [] for c in contenders}
     start = time.perf_counter()
+    child = (args.threads, args.omp_wait_policy, args.malloc_mmap_threshold)
     for repeat in range(args.repeats):
         order = contenders if repeat % 2 == 0 else contenders[::-1]
         for spec in order:
             spec = {**spec, "profile": args.profile and repeat == 0}
-            result = run_child(spec, args.threads, args.omp_wait_policy, args.malloc_mmap_threshold)
+            if args.process_steps:
+                result = run_process_pair(spec, tuple(args.process_steps), r.data.batch_size, *child)
+            else:
+                result = run_child(spec, *child)
             runs[spec["label"]].append(result)
             print(
                 f"  [{time.perf_counter() - start:6.0f}s] {spec['label']}: {result['images_per_s']:.2f} img/s, "
                 f"{result['cpu_ms_per_image']:.0f} cpu ms/img, peak {result['host_peak_mib']:.0f} MiB, "
-                f"loss {result['final_loss']:.3f}",
+                f"loss {result['final_loss']:.3f}, load average {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             if "profile" in result:
@@ -404,8 +335,10 @@ def main() -> None:
                 speed = s["images_per_s"] / peer_summary["images_per_s"]
                 memory = s[mem_key] / peer_summary[mem_key]
                 print(f"{s['label']} / {peer_summary['label']}: images/s x{speed:.2f}, peak memory x{memory:.2f}")
+    print(describe(args.threads))
     if args.json:
-        Path(args.json).write_text(json.dumps(summaries, indent=2))
+        Path(args.json).write_text(json.dumps({"hardware": describe(args.threads), "precision": precision,
+                                               "summaries": summaries}, indent=2))
 
 
 if __name__ == "__main__":
