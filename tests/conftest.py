@@ -27,3 +27,9 @@ def write_recipe(tmp_path: Path):
         return path
 
     return write
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.cuda`` tests need a CUDA device: skipped without one (``pytest -m cuda`` runs them)."""
+    if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
