@@ -1,7 +1,10 @@
 """Process groups and parallel strategies: single process, DDP and FSDP2 (under torchrun).
 
-A single process needs no process group and no torchrun. Under torchrun (``WORLD_SIZE`` > 1)
-the backend is ``nccl`` on CUDA and ``gloo`` on CPU.
+A single process needs no process group and no torchrun. A process launched as part of a
+distributed job (torchrun, or ``MASTER_ADDR``, ``MASTER_PORT`` and ``RANK`` in the environment)
+joins its process group, with ``nccl`` on CUDA and ``gloo`` on CPU, even when the job has one
+process: ``train.strategy=ddp`` or ``fsdp2`` then wraps the model as on many processes (how one
+GPU checks those code paths); without a process group they fall back to a single process.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def init_processes(device_preference: str) -> ProcessInfo:
     device = pick_device(device_preference, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world_size > 1 and not dist.is_initialized():
+    launched = all(key in os.environ for key in ("MASTER_ADDR", "MASTER_PORT", "RANK"))
+    if (world_size > 1 or launched) and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
                                 device_id=device if device.type == "cuda" else None)
@@ -57,8 +61,8 @@ def init_processes(device_preference: str) -> ProcessInfo:
 def resolve_strategy(strategy: str, world_size: int) -> str:
     if strategy == "auto":
         return "ddp" if world_size > 1 else "single"
-    if strategy in ("ddp", "fsdp2") and world_size == 1:
-        return "single"
+    if strategy in ("ddp", "fsdp2") and world_size == 1 and not dist.is_initialized():
+        return "single"  # no process group to wrap the model for
     if strategy == "single" and world_size > 1:
         raise SSLKitError("train.strategy=single cannot run on several processes; use ddp or fsdp2")
     return strategy
