@@ -9,7 +9,8 @@ pytest run of an environment where sslkit is installed) costs nothing until a he
 - :func:`assert_loss_contract`: the rules every loss must follow, checked in one call.
 - :class:`TinyPatchBackbone`: a small real backbone for components that run a model.
 - :func:`tiny_recipe` / :func:`run_tiny_training`: a few real CPU training steps in-process
-  (fixtures ``tiny_recipe`` and ``tiny_training``).
+  (fixtures ``tiny_recipe`` and ``tiny_training``); :func:`assert_resumed`: the run continued
+  from a given checkpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from sslkit.testing.contract import LossCheck, assert_loss_contract
     from sslkit.testing.registry import TESTING_DISTRIBUTION, RegistryScope, registered
     from sslkit.testing.step import make_step_context, make_step_outputs
-    from sslkit.testing.training import run_tiny_training, tiny_recipe, write_recipe
+    from sslkit.testing.training import assert_resumed, run_tiny_training, tiny_recipe, write_recipe
 
 _EXPORTS = {
     "TinyPatchBackbone": "sslkit.testing.backbone",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "registered": "sslkit.testing.registry",
     "make_step_context": "sslkit.testing.step",
     "make_step_outputs": "sslkit.testing.step",
+    "assert_resumed": "sslkit.testing.training",
     "run_tiny_training": "sslkit.testing.training",
     "tiny_recipe": "sslkit.testing.training",
     "write_recipe": "sslkit.testing.training",
@@ -44,6 +46,7 @@ __all__ = [
     "RegistryScope",
     "TinyPatchBackbone",
     "assert_loss_contract",
+    "assert_resumed",
     "make_step_context",
     "make_step_outputs",
     "registered",

@@ -6,6 +6,8 @@ two 8-pixel local crops (4 patch tokens), a DINO head with 64 prototypes, the DI
 no data-loader workers, no evaluation. :func:`run_tiny_training` composes it with the changes
 a test needs exactly as ``sslkit train`` composes a recipe (``base:`` layer, then
 ``KEY=VALUE`` overrides), validates it against every plugin's schema and trains it.
+:func:`assert_resumed` checks that a run continued from a checkpoint instead of starting over
+(training is deterministic, so equal final weights alone do not show that it resumed).
 """
 
 from __future__ import annotations
@@ -91,3 +93,13 @@ def run_tiny_training(
     top = write_recipe(tmp_path / "tiny_recipe.yaml", layer)
     resolved = load_recipe(top, [f"train.max_steps={steps}", f"train.checkpoint_every={steps}", *overrides])
     return Trainer(resolved, output_dir if output_dir is not None else tmp_path / "run").fit()
+
+
+def assert_resumed(result: TrainResult, from_step: int, steps_run: int) -> None:
+    """Fail unless the run of ``result`` loaded the checkpoint of step ``from_step`` and then ran
+    ``steps_run`` steps (``TrainResult.resumed_from``, ``start_step`` and ``steps_run``)."""
+    expected = f"step_{from_step:08d}.pt"
+    loaded = Path(result.resumed_from).name if result.resumed_from is not None else None
+    assert loaded == expected, f"the run should have resumed from {expected}, but it loaded {loaded or 'nothing'}"
+    assert result.start_step == from_step, f"the run started at step {result.start_step}, not {from_step}"
+    assert result.steps_run == steps_run, f"the run ran {result.steps_run} steps, not {steps_run}"

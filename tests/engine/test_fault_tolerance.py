@@ -61,10 +61,16 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run_bit_for_bit(tmp_path, qu
     _wait_for(lambda: len(list_checkpoints(interrupted)) >= 1)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_at = [p.name for p in list_checkpoints(interrupted)]
-    assert "step_00000008.pt" not in killed_at, "the run finished before it could be killed"
-    subprocess.run(_command(quickstart, overrides, interrupted), check=True, capture_output=True)
+    killed_at = list_checkpoints(interrupted)
+    assert "step_00000008.pt" not in [p.name for p in killed_at], "the run finished before it could be killed"
+    rerun = subprocess.run(_command(quickstart, overrides, interrupted), check=True, capture_output=True, text=True)
     _assert_same_weights(reference, interrupted)
+    # a rerun from scratch would give the same weights: check that it continued from the last checkpoint
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    last = int(killed_at[-1].name[5:13])
+    assert summary["resumed_from"] == str(killed_at[-1]), summary
+    assert (summary["start_step"], summary["steps_run"]) == (last, 8 - last), summary
+    assert f"resumed from {killed_at[-1]} at step {last}" in rerun.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
@@ -79,6 +85,7 @@ def test_preemption_signal_saves_at_the_next_step_and_exits_zero(tmp_path, quick
     assert process.returncode == 0, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert not summary["completed"] and 2 <= summary["step"] < 200
+    assert summary["start_step"] == 0 and summary["steps_run"] == summary["step"]
     assert f"received {sig.name}" in stderr
     [checkpoint] = list_checkpoints(out)
     assert checkpoint.name == f"step_{summary['step']:08d}.pt"

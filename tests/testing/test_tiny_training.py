@@ -13,7 +13,7 @@ from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOu
 from sslkit.engine.checkpoint import list_checkpoints
 from sslkit.params import param
 from sslkit.recipe import load_resolved
-from sslkit.testing import run_tiny_training
+from sslkit.testing import assert_resumed, run_tiny_training
 from sslkit.testing import tiny_recipe as make_tiny_recipe
 
 
@@ -70,4 +70,5 @@ def test_calling_again_with_more_steps_resumes(tmp_path) -> None:
     run_tiny_training(tmp_path, steps=2)
     result = run_tiny_training(tmp_path, steps=3)
     assert result.step == 3 and result.completed
+    assert_resumed(result, from_step=2, steps_run=1)
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_00000002.pt", "step_00000003.pt"]

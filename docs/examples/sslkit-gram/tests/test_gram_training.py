@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from sslkit.engine.checkpoint import load_checkpoint
-from sslkit.testing import run_tiny_training
+from sslkit.testing import assert_resumed, run_tiny_training
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "gram_tiny.yaml"
 TEACHER_PREFIX = "losses.gram.gram_teacher."
@@ -43,6 +43,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path: Path) -
     (interrupted / "checkpoints" / "step_00000004.pt").unlink()  # as if killed after the step-2 checkpoint
     resumed = run_tiny_training(tmp_path / "b", losses=gram, steps=4, overrides=every_two)
     assert resumed.step == 4
+    assert_resumed(resumed, from_step=2, steps_run=2)
     first, second = load_checkpoint(straight.output_dir), load_checkpoint(resumed.output_dir)
     assert any(k.startswith(TEACHER_PREFIX) for k in second["student"])
     assert int(second["student"]["losses.gram.last_refresh"]) == 3
