@@ -34,7 +34,9 @@ class DINOHeadParams:
         ge=1,
     )
     hidden_dim: int = param(2048, "Width of the MLP's hidden layers.", ge=1)
-    bottleneck_dim: int = param(256, "Width of the MLP's output, L2-normalised before the prototypes.", ge=1)
+    bottleneck_dim: int = param(
+        256, "Width of the MLP's output, L2-normalised before the prototypes (384 in the DINOv2 ViT-L/14 and ViT-g "
+        "DINO heads).", ge=1)
     nlayers: int = param(3, "Number of linear layers in the MLP (1: a single linear map to the bottleneck).", ge=1)
     use_bn: bool = param(False, "BatchNorm after every hidden linear layer (off in DINO / DINOv2).")
     trainable_norm: bool = param(

@@ -19,7 +19,7 @@ class DINOv2GroupsParams:
     layer_decay: float = param(
         0.9,
         "Layer-wise lr decay: multiplier layer_decay ** (num_layers + 1 - layer_id) "
-        "(0.9 official default, 1.0 in the ViT-L/14 recipe: no decay).",
+        "(0.9 official default, 1.0 in the ViT-L/14 and ViT-g/14 configs: no decay).",
         ge=0.0,
         le=1.0,
     )
