@@ -82,7 +82,7 @@ class OptimSection:
     clip_grad: float | None = param(3.0, "Clip the global gradient norm to this value (null: no clipping).", gt=0.0)
     freeze_last_layer_epochs: float = param(1.0, "Epochs during which the heads' last layers get lr 0.", ge=0.0)
     implementation: Literal["auto", "foreach", "fused", "for_loop"] = param(
-        "auto", "AdamW kernel: fused on CUDA, foreach on CPU when auto.")
+        "auto", "AdamW kernel; auto: fused on CUDA and CPU, foreach elsewhere.")
 
 
 @dataclass
