@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sslkit-installed
 
-.PHONY: quickstart test lint docs bench clean
+.PHONY: quickstart test lint docs bench gpu-check gpu-wheels clean
 
 $(STAMP): pyproject.toml docs/examples/sslkit-gram/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/train_throughput.py
+
+# GPU check (benchmarks/gpu_check.py): the GPU form on a CUDA machine, a tiny CPU form elsewhere (as in CI).
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out build/gpu-check
+
+# Wheels the lent GPU machine lacks (Python 3.12, no registry there), carried in .whl/ by benchmarks/gpu_check.sh.
+GPU_WHEELS := kornia==0.9.0 kornia_rs==0.2.0
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) build runs site
