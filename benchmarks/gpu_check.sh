@@ -18,6 +18,6 @@ fi
 "$PY" -c "import torch, kornia, sslkit_plugins; print('torch', torch.__version__, '| kornia', kornia.__version__)" \
   || exit 1
 export PYTHONUNBUFFERED=1
-# the script keeps to --budget (--budget, default 430 s); the timeout is the last guard of the 8 minutes
+# the script keeps to its --budget (default 430 s); the timeout is the last guard of the 8 minutes
 timeout --kill-after=15 "${GPU_CHECK_TIMEOUT:-450}" "$PY" benchmarks/gpu_check.py --out "$REPORT" "$@" \
   2>&1 | tee "$REPORT/gpu-check.log"
