@@ -117,13 +117,13 @@ def test_a_sigterm_on_one_process_stops_both_at_the_same_checkpoint(tmp_path, qu
 
 def test_a_nan_on_one_process_is_skipped_then_stops_both(tmp_path, quickstart, tiny_overrides) -> None:
     overrides = [*tiny_overrides, "train.max_steps=6", "train.checkpoint_every=1", "train.max_nonfinite_steps=1",
-                 "losses.fault={name: fault_for_test, fault: nan, rank: 1, steps: [1, 2]}"]
+                 "losses.fault={name: fault_for_test, fault: nan, rank: 1, steps: [1, 3]}"]
     records = _run_two_processes(quickstart, overrides, tmp_path)
-    # step 1 is skipped by both (one skip allowed), step 2 stops both with the error
+    # step 1 is skipped by both (one skip allowed), step 2 trains on both, step 3 stops both with the error
     for rank, record in enumerate(records):
-        assert "non-finite loss at step 2" in record.get("error", ""), (rank, record)
+        assert "non-finite loss at step 3" in record.get("error", ""), (rank, record)
         assert record["nonfinite_steps"] == 2
     assert "fault=nan" in records[1]["error"]
     assert "fault (non-finite on another process)" in records[0]["error"]
     assert torch.equal(records[0]["center"], records[1]["center"]) and torch.isfinite(records[0]["center"]).all()
-    assert [p.name for p in list_checkpoints(tmp_path / "run")][-1] == "step_00000002.pt"
+    assert [p.name for p in list_checkpoints(tmp_path / "run")][-1] == "step_00000003.pt"
