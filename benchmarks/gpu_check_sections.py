@@ -298,6 +298,37 @@ def _count_flops(trainer: Any, batch: Any, step: int) -> int:
     return int(counter.get_total_flops())
 
 
+def analytic_backbone_flops(trainer: Any) -> float | None:
+    """Backbone FLOPs per image of one step from the ViT's shapes, a cross-check of the counted FLOPs
+    (heads and losses not included): for a crop of T tokens (CLS, registers, N patches) each block's
+    linear layers cost 2 T W (W: their weights), its attention 4 T^2 D (q k^T and the weighted sum), the
+    patch embedding 2 N 3 p^2 D. The student runs its crops forward and backward (x3), each block only
+    on the batch subset that its stochastic depth keeps (DINOv2's form, above a rate of 0.1); the
+    teacher runs the global crops forward. ``None`` for a backbone without the ViT's attributes."""
+    from torch import nn
+
+    from sslkit_plugins.backbones.vit_blocks import SUBSET_DROP_PATH_ABOVE
+
+    backbone, aug, batch = trainer.parts.backbone, trainer.parts.augmentation, trainer.global_batch
+    if not all(hasattr(backbone, a) for a in ("blocks", "embed_dim", "patch_size", "num_register_tokens")):
+        return None
+    dim, patch = backbone.embed_dim, backbone.patch_size
+
+    def forward(size: int, n_crops: int, student: bool) -> float:
+        rows, patches = n_crops * batch, (size // patch) ** 2
+        tokens = 1 + backbone.num_register_tokens + patches
+        total = rows * 2 * patches * 3 * patch**2 * dim
+        for block in backbone.blocks:
+            weights = sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Linear))
+            rate = getattr(block, "drop_path_rate", 0.0) if student else 0.0
+            kept = max(int(rows * (1 - rate)), 1) if rate > SUBSET_DROP_PATH_ABOVE else rows
+            total += kept * (2 * tokens * weights + 4 * tokens**2 * dim)
+        return total
+
+    student = forward(aug.global_crop_size, aug.n_global, True) + forward(aug.local_crop_size, aug.n_local, True)
+    return (3 * student + forward(aug.global_crop_size, aug.n_global, False)) / batch
+
+
 def throughput(form: Form, scratch: Path, facts: dict[str, Any]) -> Result:
     """Training images/s of the official ViT-L/16 configuration on synthetic data, and the model FLOP
     utilisation: FLOPs per step (FlopCounterMode over one step) x steps/s over the dense matmul peak."""
@@ -327,6 +358,10 @@ def throughput(form: Form, scratch: Path, facts: dict[str, Any]) -> Result:
                               "forward, student forward and backward, heads and losses; optimizer excluded)",
                    timing_method=f"{form.throughput_prefetch} prefetched batches cycled: data loading excluded, "
                                  "multi-crop augmentation on the device included")
+    analytic = analytic_backbone_flops(trainer)
+    if analytic is not None:
+        details["backbone_analytic_gflops_per_image"] = _sig(analytic / 1e9)
+        details["counted_over_analytic_backbone"] = _sig(flops / trainer.global_batch / analytic)
     summary = f"batch {batch}: {timing['images_per_s']:.0f} img/s, {achieved:.3g} TFLOP/s"
     if peak:
         details["mfu_vs_measured_peak"] = _sig(achieved / peak)
