@@ -11,13 +11,21 @@ Runs go one after the other in file order (variant by variant, seed by seed). Re
 same command skips finished runs (final checkpoint at ``train.max_steps`` and, when kNN is
 reported, its final evaluation logged) and resumes an interrupted one from its last
 checkpoint; a run directory trained with a different recipe is an error, never overwritten.
+
+A ``SIGTERM``/``SIGUSR1`` stops the ablation at the next safe point: during a training, the
+trainer saves a checkpoint at the next step and returns; between runs (building a trainer, a
+linear probe, the summary) the runner's own handler notes it. No further run or probe starts;
+the interrupted run's ``ablation.json`` records where and why it stopped, and the summary is
+written from the runs finished so far (if any).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +75,8 @@ class AblationOutcome:
 
     trained: list[str] = field(default_factory=list)  # labels of runs trained or resumed in this call
     skipped: list[str] = field(default_factory=list)  # labels of runs already finished
-    completed: bool = True  # False when a run stopped early (preemption signal)
+    completed: bool = True  # False when a preemption signal stopped the ablation before its end
+    stop_signal: str | None = None  # the signal that stopped it
     diverged: dict[str, str] = field(default_factory=dict)  # label -> error of runs stopped by a non-finite loss
     files: list[Path] = field(default_factory=list)  # summary files and plots
 
@@ -127,15 +136,22 @@ def run_status(run_dir: Path, resolved: ResolvedRecipe, needs_final_eval: bool) 
 
 
 class AblationRunner:
-    """Plans and runs an ablation into ``output_dir``; ``stream`` receives the progress lines."""
+    """Plans and runs an ablation into ``output_dir``; ``stream`` (default: ``sys.stderr``) receives the
+    progress lines."""
 
     def __init__(
-        self, ablation: Ablation, output_dir: Path, *, registry: Registry | None = None, stream: TextIO = sys.stderr
+        self,
+        ablation: Ablation,
+        output_dir: Path,
+        *,
+        registry: Registry | None = None,
+        stream: TextIO | None = None,
     ) -> None:
         self.ablation = ablation
         self.output_dir = output_dir
-        self.stream = stream
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.is_main = int(os.environ.get("RANK", "0")) == 0
+        self._stop_signal: str | None = None
         self.recipes = ablation.compose_all(registry)
         needs_eval = ablation.spec.eval.knn
         self.runs: list[PlannedRun] = []
@@ -159,14 +175,21 @@ class AblationRunner:
             lines.append(f"{run.label}: {run.run_dir} ({what})")
         return lines
 
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._stop_signal = signal.Signals(signum).name
+
     def _train(self, run: PlannedRun) -> bool:
-        """Train (or resume) one run and add its time to its ``ablation.json``; True when it finished."""
+        """Train (or resume) one run and add its time (and where it stopped, if it did) to its
+        ``ablation.json``; True when it finished."""
         from sslkit.engine.trainer import Trainer
 
         start = time.perf_counter()
+        result = None
         try:
             trainer = Trainer(run.resolved, run.run_dir)
-            result = trainer.fit()
+            if self._stop_signal is None:  # a signal while the trainer was being built
+                result = trainer.fit()
+                self._stop_signal = self._stop_signal or result.stop_signal
             del trainer
             gc.collect()
         finally:
@@ -174,8 +197,12 @@ class AblationRunner:
                 state = read_ablation_state(run.run_dir)
                 state["wall_s"] = state.get("wall_s", 0.0) + time.perf_counter() - start
                 state["sessions"] = state.get("sessions", 0) + 1
+                state.pop("stopped", None)
+                if self._stop_signal is not None and (result is None or not result.completed):
+                    state["stopped"] = {"step": run.step if result is None else result.step,
+                                        "signal": self._stop_signal}
                 write_ablation_state(run.run_dir, state)
-        return result.completed
+        return result is not None and result.completed
 
     def _probe(self, run: PlannedRun) -> None:
         """Linear probe of a finished run, unless stored with the same settings."""
@@ -197,11 +224,31 @@ class AblationRunner:
         A run stopped by a non-finite loss is recorded in ``outcome.diverged`` and left out of the
         figures; the other runs go on (its last good checkpoint is kept, so a re-run repeats it).
         """
+        handled = (signal.SIGTERM, signal.SIGUSR1)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in handled} if main_thread else {}
+        try:
+            return self._run_all()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stopped(self, outcome: AblationOutcome, what: str) -> bool:
+        """Whether a preemption signal arrived; if so, mark ``outcome`` and say what is left undone."""
+        if self._stop_signal is None:
+            return False
+        outcome.completed, outcome.stop_signal = False, self._stop_signal
+        self._say(f"received {self._stop_signal}: stopping before {what}; re-run the same command to continue")
+        return True
+
+    def _run_all(self) -> AblationOutcome:
         from sslkit.engine.trainer import NonFiniteLossError
 
         outcome = AblationOutcome()
         total = len(self.runs)
         for index, run in enumerate(self.runs, start=1):
+            if run.status != "done" and self._stopped(outcome, f"run {index}/{total} ({run.label})"):
+                break
             if run.status == "done":
                 outcome.skipped.append(run.label)
             else:
@@ -216,19 +263,25 @@ class AblationRunner:
                     self._say(f"{run.label} diverged ({error}); going on with the other runs")
                     continue
                 if not finished:
-                    outcome.completed = False
-                    self._say(f"{run.label} stopped early; re-run the same command to resume")
+                    outcome.completed, outcome.stop_signal = False, self._stop_signal
+                    self._say(f"{run.label} stopped early ({self._stop_signal}) with its checkpoint; "
+                              "re-run the same command to resume")
                     break
                 outcome.trained.append(run.label)
             if self.ablation.spec.eval.linear and self.is_main:
+                if self._stopped(outcome, f"the linear probe of {run.label}"):
+                    break
                 self._probe(run)
             if run.status != "done":
                 self._report(index, total, run)
         if outcome.skipped:
             self._say(f"skipped {len(outcome.skipped)} finished run(s): {', '.join(outcome.skipped)}")
         if self.is_main:
-            outcome.files = self.write_summary()
-            self._say(f"summary: {self.output_dir / 'summary.md'}")
+            if outcome.completed or self.records():
+                outcome.files = self.write_summary()
+                self._say(f"summary: {self.output_dir / 'summary.md'}")
+            else:
+                self._say("no run has finished yet: no summary")
         return outcome
 
     def _report(self, index: int, total: int, run: PlannedRun) -> None:

@@ -9,13 +9,18 @@ from typing import Any
 
 from sslkit.ablation import AblationRunner, load_ablation
 
+#: Exit status when a preemption signal stopped the ablation (sysexits.h EX_TEMPFAIL: try again).
+EXIT_PREEMPTED = 75
+
 DESCRIPTION = """\
 Train every variant x seed of an ablation file one after the other into DIR/<variant>/seed_<s>/,
 then write DIR/summary.md and DIR/summary.csv (one row per variant: what it overrides, final
 losses, kNN / linear accuracy as mean ± std over seeds, images/s, wall time), loss and
 accuracy plots (DIR/*.png) and TensorBoard runs (tensorboard --logdir DIR).
 
-Re-running the same command skips finished runs and resumes an interrupted one.
+Re-running the same command skips finished runs and resumes an interrupted one. SIGTERM or
+SIGUSR1 stops the current run with a checkpoint and the ablation with it: exit status 75
+(EX_TEMPFAIL: re-run the same command to continue).
 KEY=VALUE overrides apply to every variant (e.g. train.max_steps=50 for a quick pass);
 use a new --output-dir when you change them, since finished runs must match their recipe.
 Relative paths inside recipes (datasets) are relative to the current directory.
@@ -79,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         outcome = runner.run()
         files = outcome.files
         if not outcome.completed:
-            return 1
+            print(f"sslkit ablate: stopped by {outcome.stop_signal}; re-run the same command to continue"
+                  + (f" (summary so far: {output_dir / 'summary.md'})" if files else ""), file=sys.stderr)
+            return EXIT_PREEMPTED
     print((output_dir / "summary.md").read_text(encoding="utf-8"), end="")
     print("wrote: " + ", ".join(str(f) for f in files))
     if not args.summary_only and outcome.diverged:

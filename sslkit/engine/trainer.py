@@ -50,7 +50,9 @@ class TrainResult:
 
     ``start_step``: the step this call started from (that of ``resumed_from``, the checkpoint it
     loaded, or 0 from scratch); ``steps_run``: the steps this call executed (skipped ones included),
-    so ``step == start_step + steps_run``.
+    so ``step == start_step + steps_run``. ``stop_signal``: the SIGTERM/SIGUSR1 this call received,
+    if any, also when it came too late to stop the run (during the final evaluation), so that a
+    caller running several trainings (``sslkit ablate``) can stop too.
     """
 
     output_dir: Path
@@ -61,6 +63,7 @@ class TrainResult:
     start_step: int = 0
     steps_run: int = 0
     resumed_from: str | None = None
+    stop_signal: str | None = None
 
 
 def _schedules(resolved: ResolvedRecipe, global_batch: int) -> Schedules:
@@ -218,7 +221,8 @@ class Trainer:
 
         def result(completed: bool) -> TrainResult:
             return TrainResult(self.output_dir, step, completed, last_terms, metrics, start_step=start,
-                               steps_run=step - start, resumed_from=self.state.resumed_from)
+                               steps_run=step - start, resumed_from=self.state.resumed_from,
+                               stop_signal=self._stop_signal)
 
         try:
             self.monitor.start(start)
