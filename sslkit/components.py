@@ -81,6 +81,12 @@ class Backbone(nn.Module):
     def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:  # pragma: no cover
         raise NotImplementedError
 
+    def mask_only_parameters(self) -> list[str]:
+        """Names (as in ``named_parameters()``) of the parameters that only a masked forward uses,
+        e.g. the mask token of iBOT-style masked image modelling. The engine freezes them when no
+        loss asks for masks: they would receive no gradient, which DDP cannot reduce. Default: none."""
+        return []
+
     def export_weights(self) -> tuple[dict[str, Tensor], dict[str, str]]:
         """Weights in the layout the wider ecosystem loads (e.g. timm's), with metadata such as
         ``{"timm_model": ...}``; by default the module's own state dict."""

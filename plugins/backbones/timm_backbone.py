@@ -108,6 +108,10 @@ class TimmBackbone(Backbone):
         registers = x[:, first : first + r] if r else None
         return BackboneOutput(cls=cls, patches=x[:, self.num_prefix_tokens :], registers=registers)
 
+    def mask_only_parameters(self) -> list[str]:
+        """ViTs: our mask token (unused without masks); other models have none."""
+        return ["mask_token"] if self.is_vit else []
+
     def layer_id(self, param_name: str) -> int:
         """ViTs: 0 for embeddings and the mask token, ``i + 1`` for ``blocks.i``, ``num_layers + 1``
         after; other models: ``num_layers + 1`` (no layer-wise decay)."""

@@ -138,6 +138,10 @@ class ViT(Backbone):
         r = self.num_register_tokens
         return BackboneOutput(cls=x[:, 0], patches=x[:, 1 + r :], registers=x[:, 1 : 1 + r] if r else None)
 
+    def mask_only_parameters(self) -> list[str]:
+        """The mask token: it replaces masked patch embeddings and is unused without masks."""
+        return ["mask_token"]
+
     def layer_id(self, param_name: str) -> int:
         """0 for patch_embed / pos_embed / cls_token / mask_token / reg_token, ``i + 1`` for
         ``blocks.i``, ``num_layers + 1`` for the final norm (reference section 6)."""

@@ -3,7 +3,9 @@
 Build order: dataset, augmentation, backbone, heads (input width from the backbone), losses
 (head sizes known), then crop policy and masker when a loss needs masks. Mismatches between
 components (a loss naming a missing head, a backbone that cannot mask) are reported with the
-recipe key that caused them.
+recipe key that caused them. Parameters that the step plan cannot train (the mask token
+without a masking loss, heads that no loss uses) are frozen here, before any strategy wraps the
+model or any optimizer sees it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from sslkit.components import Augmentation, Backbone, BuildContext, CropPolicy, ImageDataset, Masker
-from sslkit.engine.plan import StepPlan
+from sslkit.engine.plan import StepPlan, unplanned_parameters
 from sslkit.errors import Problem, RecipeError, SSLKitError
 from sslkit.recipe import ResolvedRecipe
 
@@ -34,6 +36,7 @@ class Components:
     masker: Masker | None
     param_groups: Any
     context: BuildContext
+    frozen: list[str]  # student parameters (``backbone.*``, ``heads.*``) that the plan cannot train
 
 
 def _build(resolved: ResolvedRecipe, key: str, ctx: BuildContext) -> Any:
@@ -70,6 +73,20 @@ def _check_plan(resolved: ResolvedRecipe, losses: nn.ModuleDict, heads: nn.Modul
         raise RecipeError(problems, header=f"recipe {resolved.source} does not fit together")
 
 
+def _freeze_unplanned(plan: StepPlan, backbone: Backbone, heads: nn.ModuleDict) -> list[str]:
+    """Set ``requires_grad=False`` on the parameters no step of ``plan`` can train; their names.
+
+    They stay in the model (checkpoints, the EMA teacher and exports keep their values), but the
+    optimizer, DDP and FSDP2 never treat them as trainable.
+    """
+    names = unplanned_parameters(plan, backbone, heads)
+    params = {f"backbone.{n}": p for n, p in backbone.named_parameters()}
+    params.update({f"heads.{n}": p for n, p in heads.named_parameters()})
+    for name in names:
+        params[name].requires_grad_(False)
+    return names
+
+
 def build_components(resolved: ResolvedRecipe) -> Components:
     """Build every component of ``resolved`` (models on the CPU; the trainer moves them)."""
     recipe = resolved.recipe
@@ -85,6 +102,7 @@ def build_components(resolved: ResolvedRecipe) -> Components:
     losses = nn.ModuleDict({name: _build(resolved, f"losses.{name}", ctx) for name in recipe.losses})
     _check_plan(resolved, losses, heads, backbone)
     plan = StepPlan.from_needs(loss.needs for loss in losses.values())
+    frozen = _freeze_unplanned(plan, backbone, heads)
     crop_policy = _build(resolved, "masking.crop_policy", ctx) if plan.masks else None
     masker = _build(resolved, "masking.masker", ctx) if plan.masks else None
     return Components(
@@ -99,4 +117,5 @@ def build_components(resolved: ResolvedRecipe) -> Components:
         masker=masker,
         param_groups=_build(resolved, "optim.param_groups", ctx),
         context=ctx,
+        frozen=frozen,
     )

@@ -4,6 +4,9 @@ Reference section 6: every group's lr is ``schedule * lr_multiplier`` (0 for the
 layers while frozen) and every group's weight decay is ``schedule * wd_multiplier``, heads
 included; a group opts out of the weight-decay schedule only through ``follows_wd_schedule``
 (which exists to reproduce a known bug for ablations).
+
+Before the first optimizer step every parameter the optimizer holds must have received a
+gradient: a trainable parameter that no loss reaches would stall DDP's gradient reduction.
 """
 
 from __future__ import annotations
@@ -26,6 +29,43 @@ def check_groups(model: nn.Module, groups: list[ParamGroup]) -> None:
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
     if missing:
         raise SSLKitError(f"param_groups: trainable parameters in no group: {', '.join(missing[:8])}")
+
+
+class UnusedParameterError(SSLKitError):
+    """Trainable parameters received no gradient in the first step."""
+
+
+def check_first_step_gradients(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """Before the optimizer's first step, raise :class:`UnusedParameterError` naming every parameter
+    it holds that has no gradient (later steps skip the check: a hook may not remove itself while
+    the optimizer iterates its hooks).
+
+    ``model`` (the unwrapped student) names the parameters. The engine freezes what the step plan
+    cannot train (see :func:`sslkit.engine.plan.unplanned_parameters`); anything left without a
+    gradient is a parameter that a plugin owns but no loss uses.
+    """
+    names = {id(p): name for name, p in model.named_parameters()}
+    checked = False
+
+    def hook(opt: torch.optim.Optimizer, _args: object, _kwargs: object) -> None:
+        nonlocal checked
+        if checked:
+            return
+        checked = True
+        missing = [names.get(id(p), f"<unnamed {tuple(p.shape)}>") for group in opt.param_groups
+                   for p in group["params"] if p.grad is None]
+        if missing:
+            shown = ", ".join(missing[:12]) + (f" (and {len(missing) - 12} more)" if len(missing) > 12 else "")
+            raise UnusedParameterError(
+                f"{len(missing)} trainable parameter(s) received no gradient in the first step: {shown}. "
+                "No loss of this recipe uses them, yet they are trainable: under DDP every trainable parameter "
+                "must receive a gradient in every step (the gradient all-reduce waits for it and the next step "
+                "fails with 'Expected to have finished reduction in the prior iteration'), and the optimizer "
+                "would only weight-decay them. Remove the component that owns them from the recipe, or, in the "
+                "plugin that owns them, set requires_grad=False (a backbone lists parameters that only a masked "
+                "forward uses in Backbone.mask_only_parameters()).")
+
+    optimizer.register_step_pre_hook(hook)
 
 
 def build_optimizer(groups: list[ParamGroup], betas: tuple[float, float], eps: float, implementation: str,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sslkit.components import LossNeeds
+from torch import nn
+
+from sslkit.components import Backbone, LossNeeds
+from sslkit.errors import SSLKitError
 
 
 @dataclass(frozen=True)
@@ -38,3 +41,25 @@ class StepPlan:
             masks=any(n.masks for n in needs) or bool(patch_heads),
             patch_tokens=any(n.patch_tokens for n in needs) or bool(patch_heads),
         )
+
+
+def unplanned_parameters(plan: StepPlan, backbone: Backbone, heads: nn.ModuleDict) -> list[str]:
+    """Names (``backbone.*``, ``heads.<name>.*``, as in the student) of the parameters that no step
+    of ``plan`` can give a gradient: the backbone's mask-only parameters when no loss needs masks,
+    and every parameter of a head that no loss applies.
+
+    They must not be trainable: DDP waits for a gradient of every trainable parameter in each
+    step (and fails on the next one when one never comes), and the optimizer would decay them.
+    """
+    names: list[str] = []
+    if not plan.masks:
+        own = dict(backbone.named_parameters())
+        for name in backbone.mask_only_parameters():
+            if name not in own:
+                raise SSLKitError(f"backbone {type(backbone).__name__}: mask_only_parameters() names {name!r}, "
+                                  f"which is not one of its parameters")
+            names.append(f"backbone.{name}")
+    for head_name, head in heads.items():
+        if head_name not in plan.heads:
+            names.extend(f"heads.{head_name}.{name}" for name, _ in head.named_parameters())
+    return names
