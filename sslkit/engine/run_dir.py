@@ -1,4 +1,5 @@
-"""A run's output directory: the resolved recipe and the versions that produced the run."""
+"""A run's output directory: the resolved recipe, the versions that produced the run and the
+hardware facts it ran with (the resolved precision, the CPU / device)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sslkit.registry import Registry
 
 RECIPE_FILE = "recipe.yaml"
 VERSIONS_FILE = "versions.json"
+RUN_INFO_FILE = "run_info.json"
 
 
 def versions(registry: Registry) -> dict[str, Any]:
@@ -34,6 +36,12 @@ def write_run_files(output_dir: Path, recipe: dict[str, Any], registry: Registry
     text += yaml.safe_dump(recipe, sort_keys=False, default_flow_style=None)
     (output_dir / RECIPE_FILE).write_text(text, encoding="utf-8")
     (output_dir / VERSIONS_FILE).write_text(json.dumps(versions(registry), indent=2) + "\n", encoding="utf-8")
+
+
+def write_run_info(output_dir: Path, info: dict[str, Any]) -> None:
+    """Save what the run resolved on this machine (precision, device, CPU; overwritten on every (re)start)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def version_differences(saved: dict[str, str], current: dict[str, str]) -> list[str]:

@@ -27,13 +27,15 @@ from sslkit.engine.evaluation import OnlineEvaluator
 from sslkit.engine.masking import step_masks
 from sslkit.engine.model import Student, Teacher
 from sslkit.engine.monitor import RunMonitor
-from sslkit.engine.optimizer import apply_schedules, build_optimizer, check_groups
-from sslkit.engine.precision import DTYPES, autocast, check_precision, grad_scaler
+from sslkit.engine.optimizer import apply_schedules, build_optimizer, check_first_step_gradients, check_groups
+from sslkit.engine.precision import DTYPES, announce, autocast, check_precision, grad_scaler, resolve_precision
+from sslkit.engine.run_dir import write_run_info
 from sslkit.engine.run_state import RunState
 from sslkit.engine.schedules import Schedules, peak_lr
 from sslkit.engine.step import agree, compute_losses, compute_outputs
 from sslkit.engine.strategy import apply_fsdp2, init_processes, reshard, resolve_strategy, wrap_student
 from sslkit.errors import SSLKitError
+from sslkit.hardware import cpu_info, device_info
 from sslkit.recipe import ResolvedRecipe
 from sslkit.registry import get_registry
 
@@ -95,14 +97,15 @@ class Trainer:
         if r.run.num_threads is not None:
             torch.set_num_threads(r.run.num_threads)
         self.info = init_processes(r.run.device)
-        check_precision(r.run.precision, self.info.device)
+        self.precision = resolve_precision(r.run.precision, self.info.device)  # "auto" -> bf16 or fp32
+        check_precision(self.precision.resolved, self.info.device)
         self.strategy = resolve_strategy(r.train.strategy, self.info.world_size)
         self.global_batch = r.data.batch_size * self.info.world_size
         torch.manual_seed(seeding.derive_seed(r.run.seed, "init"))
         self.parts: Components = build_components(resolved)
         self.student = Student(self.parts.backbone, self.parts.heads, self.parts.losses).to(self.info.device)
         self.teacher = Teacher(self.student).to(self.info.device)
-        param_dtype = DTYPES.get(r.run.precision) if self.strategy == "fsdp2" else None
+        param_dtype = DTYPES.get(self.precision.resolved) if self.strategy == "fsdp2" else None
         self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
         if self.strategy == "fsdp2":
             apply_fsdp2(self.teacher, param_dtype)
@@ -111,12 +114,20 @@ class Trainer:
         check_groups(self.student, self.groups)
         self.optimizer = build_optimizer(self.groups, r.optim.betas, r.optim.eps, r.optim.implementation,
                                          self.info.device)
+        check_first_step_gradients(self.optimizer, self.student)
         if r.train.compile:
             self.model.compile()
             self.teacher.compile()
-        self.scaler = grad_scaler(r.run.precision, self.info.device)
+        self.scaler = grad_scaler(self.precision.resolved, self.info.device)
         self.schedules = _schedules(resolved, self.global_batch)
         self.state = RunState(self, get_registry())
+        if self.info.is_main:
+            announce(self.precision)
+            if self.parts.frozen:
+                log.info("not trained (no loss of this recipe uses them): %s", ", ".join(self.parts.frozen))
+            write_run_info(output_dir, {"precision": self.precision.as_dict(), **device_info(self.info.device),
+                                        "strategy": self.strategy, "world_size": self.info.world_size,
+                                        "cpu": cpu_info()})
         self.monitor = RunMonitor(self, resolved)
         self.evaluator = OnlineEvaluator(resolved, self.info)
         self._stop_signal: str | None = None
@@ -145,7 +156,7 @@ class Trainer:
                           n_global=crops.n_global, n_local=crops.n_local, batch_size=crops.batch_size,
                           global_batch_size=self.global_batch, epoch_length=r.train.epoch_length,
                           teacher_backbone=self.teacher.backbone, logging_step=self.monitor.is_log_step(step))
-        with autocast(r.run.precision, self.info.device):
+        with autocast(self.precision.resolved, self.info.device):
             outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan)
             total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, ctx)
         self.monitor.capture(step, crops, outputs, masks)

@@ -21,8 +21,11 @@ class RunSection:
 
     seed: int = param(0, "Seed of every random draw (data order, crops, masks, initialisation).", ge=0)
     device: Literal["auto", "cpu", "cuda"] = param("auto", "Training device; auto picks CUDA when available.")
-    precision: Literal["fp32", "bf16", "fp16"] = param(
-        "fp32", "Autocast precision: bf16 works on CPU and CUDA, fp16 (with a grad scaler) on CUDA only.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = param(
+        "auto", "Autocast precision. auto: bf16 where bf16 is native (CUDA compute capability 8.0+, CPUs with "
+        "avx512_bf16 / amx_bf16, arm64 bf16), fp32 elsewhere (emulated bf16 is about 10-20x slower than fp32); "
+        "the choice is logged and saved in run_info.json. bf16 works on CPU and CUDA, fp16 (with a grad scaler) "
+        "on CUDA only.")
     name: str | None = param(None, "A label for the run (TensorBoard, ablation tables).")
     num_threads: int | None = param(
         None, "CPU threads for tensor operations in each training process (null: torch's default, one per core). "

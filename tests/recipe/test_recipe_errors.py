@@ -36,7 +36,7 @@ def _error(path: Path, overrides: tuple[str, ...] = ()) -> str:
         # 4. out of range
         ("optim:\n  base_lr: -0.1\n", 3, "optim.base_lr: must be > 0.0, got -0.1"),
         # 5. not one of the choices
-        ("run:\n  precision: fp8\n", 3, "run.precision: expected one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
+        ("run:\n  precision: fp8\n", 3, "run.precision: expected one of 'auto', 'fp32', 'bf16', 'fp16', got 'fp8'"),
         # 6. unknown plugin name
         ("losses:\n  dino:\n    name: dnio\n", 4, "unknown loss 'dnio' (did you mean 'dino'?); available:"),
         # 7. unknown plugin parameter
