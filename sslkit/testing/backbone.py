@@ -46,3 +46,7 @@ class TinyPatchBackbone(Backbone):
         tokens = torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1) + self.pos_embed
         tokens = self.norm(tokens + self.block(tokens))
         return BackboneOutput(cls=tokens[:, 0], patches=tokens[:, 1:])
+
+    def mask_only_parameters(self) -> list[str]:
+        """The mask token, used only by a masked forward."""
+        return ["mask_token"]
