@@ -19,13 +19,19 @@ from sslkit.errors import SSLKitError
 
 
 def check_groups(model: nn.Module, groups: list[ParamGroup]) -> None:
-    """Every trainable parameter must be in exactly one group."""
+    """Every trainable parameter must be in exactly one group, and no frozen one in any (the engine
+    freezes what the step plan cannot train; a policy must skip parameters without ``requires_grad``)."""
     seen: dict[int, str] = {}
     for group in groups:
         for p in group.params:
             if id(p) in seen:
                 raise SSLKitError(f"param_groups: a parameter is in groups {seen[id(p)]!r} and {group.name!r}")
             seen[id(p)] = group.name
+    frozen = [f"{n} (group {seen[id(p)]!r})" for n, p in model.named_parameters()
+              if not p.requires_grad and id(p) in seen]
+    if frozen:
+        raise SSLKitError(f"param_groups: frozen parameters (requires_grad=False) in a group: {', '.join(frozen[:8])}; "
+                          "a param-group policy must skip them")
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
     if missing:
         raise SSLKitError(f"param_groups: trainable parameters in no group: {', '.join(missing[:8])}")

@@ -12,12 +12,14 @@ from torch import Tensor, nn
 
 import sslkit.engine.build
 import sslkit.engine.trainer
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, LossNeeds, ParamGroup, StepContext, StepOutputs
 from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint
-from sslkit.engine.optimizer import UnusedParameterError, check_first_step_gradients
+from sslkit.engine.optimizer import UnusedParameterError, check_first_step_gradients, check_groups
 from sslkit.engine.trainer import Trainer
+from sslkit.errors import SSLKitError
 from sslkit.params import param
 from sslkit.recipe import load_recipe
+from sslkit.registry import get_registry
 from sslkit.testing import registered
 
 IBOT = "losses.ibot={name: ibot, weight: 1.0, head: dino}"
@@ -103,3 +105,23 @@ def test_checkpoint_that_optimized_the_mask_token_resumes(tmp_path, quickstart, 
     assert any("backbone.mask_token" in group["params"] for group in groups)
     result = Trainer(load_recipe(quickstart, [*tiny_overrides, "train.max_steps=4"]), tmp_path).fit()
     assert result.completed and result.step == 4 and result.start_step == 2
+
+
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("vit", {"size": "tiny", "embed_dim": 16, "depth": 1, "num_heads": 2, "patch_size": 4, "img_size": 16},
+     ["mask_token"]),
+    ("timm", {"model_name": "vit_tiny_patch16_224", "img_size": 32}, ["mask_token"]),
+    ("timm", {"model_name": "resnet18"}, []),  # no patch tokens, no masks
+])
+def test_backbones_name_their_mask_only_parameters(name: str, params: dict, expected: list[str]) -> None:
+    backbone = get_registry().create("backbone", name, **params)
+    assert backbone.mask_only_parameters() == expected
+    assert set(expected) <= dict(backbone.named_parameters()).keys()
+
+
+def test_param_groups_may_not_hold_a_frozen_parameter() -> None:
+    model = nn.Linear(2, 1)
+    model.bias.requires_grad_(False)
+    check_groups(model, [ParamGroup("all", [model.weight])])
+    with pytest.raises(SSLKitError, match=r"frozen parameters.*bias \(group 'all'\)"):
+        check_groups(model, [ParamGroup("all", [model.weight, model.bias])])
