@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from sslkit.components import Crops, StepOutputs
+from sslkit.engine.step_timer import StepTimer
 from sslkit.monitoring import diagnostics
 from sslkit.monitoring.images import crops_grid, patch_pca_images
 from sslkit.monitoring.progress import Progress
@@ -37,6 +38,8 @@ class RunMonitor:
             validate(diagnostics.CollapseParams, self.recipe.monitor.collapse, prefix="monitor.collapse"))
         self._captured: dict[str, Tensor] = {}
         self._captured_step = 0
+        #: per-phase step times, taken on the steps this process writes (``time/<phase>`` scalars)
+        self.timer = StepTimer(trainer.info.device)
         self._window_start = time.perf_counter()
         self._window_images = 0
         self._window_wait = 0.0
@@ -59,6 +62,10 @@ class RunMonitor:
     def is_log_step(self, step: int) -> bool:
         """Whether the values of ``step`` are written (every ``train.log_every`` steps and the last)."""
         return (step + 1) % self.recipe.train.log_every == 0 or step + 1 == self.recipe.train.max_steps
+
+    def begin_step(self, step: int) -> None:
+        """Start ``step``: its phases are timed when it is a logging step of the writing process."""
+        self.timer.begin(self.enabled and self.is_log_step(step))
 
     def capture(self, step: int, crops: Crops, outputs: StepOutputs, masks: Tensor | None) -> None:
         """Keep (detached) what the diagnostics and images of this step need; no device sync."""
@@ -94,6 +101,7 @@ class RunMonitor:
         values.update(self._schedule_values(step - 1))
         values.update(self._diagnostics())
         values.update(self._memory())
+        values.update(self.timer.take())
         images = self._window_images
         self._window_start, self._window_images, self._window_wait = time.perf_counter(), 0, 0.0
         if not self.enabled:

@@ -61,3 +61,7 @@ class StepTimer:
         values = {f"time/{name}": ms for name, ms in self._ms.items()}
         self.enabled, self._ms = False, {}
         return values
+
+
+#: A timer that is never enabled: the default of functions that take an optional timer.
+UNTIMED = StepTimer(torch.device("cpu"))
