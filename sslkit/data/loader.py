@@ -7,12 +7,15 @@ workers (``torch.utils.data.DataLoader``, persistent, prefetching, pinned memory
 decode images and run the augmentation's ``prepare``, replacing undecodable files
 deterministically (:mod:`sslkit.data.bad_files`); a worker that runs out of replacements sends
 the error with the batch and the main process raises it, so its message is the same with
-and without workers (not wrapped in a worker traceback). The device stage of the augmentation is the
+and without workers (not wrapped in a worker traceback). Workers ignore SIGTERM and SIGUSR1:
+Slurm (and ``kill`` of a process group) signals every process of a job, and a worker killed by
+the signal would crash the main process before it could save its checkpoint. The device stage of the augmentation is the
 engine's call: ``augmentation(batch.data, batch.sample_seeds, device)``.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +109,13 @@ def _collate(samples: list[dict[str, Any]]) -> TrainBatch | _LoadFailure:
     )
 
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Worker start-up: leave SIGTERM/SIGUSR1 to the main process, which stops at a checkpoint and
+    then shuts the workers down (a worker whose main process died exits by itself)."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class TrainLoader:
     """Endless iterable of :class:`TrainBatch`; checks the bad-file fraction as batches arrive."""
 
@@ -158,6 +168,7 @@ def build_train_loader(
         pin_memory=torch.device(device).type == "cuda",
         persistent_workers=workers,
         prefetch_factor=prefetch_factor if workers else None,
+        worker_init_fn=_ignore_stop_signals,
         generator=seeding.generator(seed, "loader_workers"),  # leaves the global RNG untouched
     )
     return TrainLoader(loader, BadFileTracker(len(dataset), max_bad_fraction))
