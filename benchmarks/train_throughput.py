@@ -4,27 +4,31 @@ Both contenders train the same CIFAR-scale DINOv2 configuration (``recipes/cifar
 ViT-tiny 192/12/3, patch 4, 2 global 32 px + 8 local 16 px crops, batch 64, DINO + iBOT + KoLeo,
 block masking) on ``../shared/data/cifar10/train.tar`` (read in place with ``tarfile``) for
 ``--warmup`` untimed then ``--steps`` timed optimizer steps, data loading and augmentation
-included, with the same CPU threads, loader workers and OpenMP wait policy. Each run is a fresh
-subprocess so that memory peaks do not mix; the contenders' runs are interleaved (``--repeats``).
+included, with the same CPU threads, loader workers, OpenMP wait policy and precision
+(``--precision``; default: bf16 where it is native, i.e. a CPU with avx512_bf16 / amx_bf16 or a
+bf16 GPU, fp32 elsewhere). Each run is a fresh subprocess so that memory peaks do not mix; the
+contenders' runs are interleaved (``--repeats``). ``--process-steps 4 20`` times whole processes
+of 4 and 20 steps from outside instead and reports the difference, so that start-up cancels.
 
 * ``sslkit``: :class:`sslkit.engine.trainer.Trainer` built from the recipe (resolved once, here,
   for every contender), the engine's train loader (``tar`` dataset, ``kornia_multicrop`` on the
   batch), ``Trainer.train_step`` per step.
 * ``lightly peer``: :mod:`lightly_peer`, lightly's DINOv2 example with the recipe's sizes (timm
   ViT in ``MaskedVisionTransformerTIMM``, ``DINOv2ProjectionHead``, lightly's losses and block
-  masks, torchvision ``DINOTransform`` per image in the loader workers, default AdamW), in fp32
-  as the example, and/or under bf16 autocast (``--peer-precision fp32 bf16``).
+  masks, torchvision ``DINOTransform`` per image in the loader workers, default AdamW), under
+  bf16 autocast when the precision is bf16 (lightly's example itself runs fp32).
 
-Printed per contender: images/s (median over repeats), CPU time per image (main process and
-loader workers), peak RSS of the training process (``getrusage``), private memory of its loader
-workers, CUDA peak on a GPU; then the ratios sslkit / peer. ``--variant NAME=KEY=VALUE,...`` adds
+The header names the hardware (CPU model, avx2 / avx512f / avx512_bf16 / amx_bf16, torch
+version, threads, load average). Printed per contender: images/s (median over repeats), CPU
+time per image (main process and loader workers), peak RSS of the training process
+(``getrusage``), private memory of its loader workers, CUDA peak on a GPU; then the ratios
+sslkit / peer. ``--variant NAME=KEY=VALUE,...`` adds
 sslkit contenders with recipe overrides (e.g. ``sdpa=model.backbone.attention=sdpa``);
 ``--profile`` prints a torch.profiler table of one extra step per contender.
 
 Run (about 10 minutes on 2 CPU cores)::
 
-    .venv/bin/python benchmarks/train_throughput.py --variant sdpa=model.backbone.attention=sdpa \
-        --peer-precision fp32 bf16
+    .venv/bin/python benchmarks/train_throughput.py --variant sdpa=model.backbone.attention=sdpa
 """
 
 from __future__ import annotations
