@@ -63,6 +63,7 @@ class Runs:
 
     def __init__(self, root: Path, recipe: Path, tiny: list[str]) -> None:
         self.root, self.recipe, self.tiny = root, recipe, tiny
+        load_recipe(recipe, self.overrides(1, "single"))  # loads the plugins once, before the forks
 
     def overrides(self, world: int, strategy: str) -> list[str]:
         return [*self.tiny, f"data.batch_size={GLOBAL_BATCH // world}", f"train.strategy={strategy}",
