@@ -30,6 +30,7 @@ from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 pytestmark = pytest.mark.slow
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+STEPS = 12  # the signal is sent once the first checkpoint exists, 11 steps before the end
 
 ABLATION = """\
 recipe: {recipe}
@@ -68,7 +69,7 @@ def _state(run: Path) -> dict:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_stops_the_current_run_with_its_checkpoint_and_a_rerun_completes(tmp_path: Path, sig) -> None:
-    path, out = _write(tmp_path, steps=20), tmp_path / "out"
+    path, out = _write(tmp_path, steps=STEPS), tmp_path / "out"
     first, second = out / "low_lr" / "seed_0", out / "high_lr" / "seed_0"
     command = [sys.executable, "-m", "sslkit", "ablate", str(path), "--output-dir", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -84,7 +85,7 @@ def test_signal_stops_the_current_run_with_its_checkpoint_and_a_rerun_completes(
     assert f"stopped by {sig.name}; re-run the same command to continue" in stderr
     checkpoints = list_checkpoints(first)
     stopped = int(checkpoints[-1].stem.split("_")[-1])
-    assert 1 <= stopped < 20, "the run finished before it could be stopped"
+    assert 1 <= stopped < STEPS, "the run finished before it could be stopped"
     assert load_checkpoint(first)["step"] == stopped
     assert _state(first)["stopped"] == {"step": stopped, "signal": sig.name} and _state(first)["sessions"] == 1
     assert not second.exists(), "the next run must not start after the signal"
@@ -92,9 +93,9 @@ def test_signal_stops_the_current_run_with_its_checkpoint_and_a_rerun_completes(
 
     assert main(["ablate", str(path), "--output-dir", str(out)]) == 0
     logs, _ = read_metrics(first / "metrics.jsonl")
-    assert sorted(logs) == list(range(1, 21))
+    assert sorted(logs) == list(range(1, STEPS + 1))
     assert "stopped" not in _state(first) and _state(first)["sessions"] == 2
-    assert list_checkpoints(second)[-1].name == "step_00000020.pt"
+    assert list_checkpoints(second)[-1].name == f"step_{STEPS:08d}.pt"
     assert "| high_lr | `optim.base_lr=0.001` | 1 |" in (out / "summary.md").read_text()
 
 
