@@ -323,7 +323,8 @@ def main() -> None:
             print(
                 f"  [{time.perf_counter() - start:6.0f}s] {spec['label']}: {result['images_per_s']:.2f} img/s, "
                 f"{result['cpu_ms_per_image']:.0f} cpu ms/img, peak {result['host_peak_mib']:.0f} MiB, "
-                f"loss {result['final_loss']:.3f}, load average {os.getloadavg()[0]:.2f}",
+                f"loss {result['final_loss']:.3f}, load average {os.getloadavg()[0]:.2f}"
+                + (f", start-up {result['startup_seconds']:.0f} s" if "startup_seconds" in result else ""),
                 flush=True,
             )
             if "profile" in result:
