@@ -16,13 +16,17 @@ from sslkit import distributed
 from sslkit.components import Crops, StepContext, StepOutputs
 from sslkit.engine.model import Teacher
 from sslkit.engine.plan import StepPlan
+from sslkit.engine.step_timer import UNTIMED, StepTimer
 
 
 def compute_outputs(student: nn.Module, teacher: Teacher, crops: Crops, masks: Tensor | None,
-                    masked_crops: Tensor | None, plan: StepPlan) -> StepOutputs:
-    """Run the teacher (no gradients) and the student once each and collect what losses need."""
-    teacher_global, teacher_cls, teacher_patch = teacher(crops, masks, plan)
-    student_global, student_local, student_cls, student_patch = student(crops, masks, plan)
+                    masked_crops: Tensor | None, plan: StepPlan, timer: StepTimer = UNTIMED) -> StepOutputs:
+    """Run the teacher (no gradients) and the student once each and collect what losses need
+    (``timer`` times the two passes on logging steps)."""
+    with timer.phase("teacher_forward"):
+        teacher_global, teacher_cls, teacher_patch = teacher(crops, masks, plan)
+    with timer.phase("student_forward"):
+        student_global, student_local, student_cls, student_patch = student(crops, masks, plan)
     return StepOutputs(
         student_global=student_global,
         teacher_global=teacher_global,

@@ -149,16 +149,19 @@ class Trainer:
 
     def train_step(self, step: int, batch: Any) -> dict[str, torch.Tensor] | None:
         """One optimizer step; returns the detached loss terms, or ``None`` when the step was skipped."""
-        r, s = self.recipe, self.schedules
-        crops = self._crops(batch)
-        masked_crops, masks = self._masks(step, crops)
+        r, s, timer = self.recipe, self.schedules, self.monitor.timer
+        with timer.phase("augmentation"):
+            crops = self._crops(batch)
+        with timer.phase("masking"):
+            masked_crops, masks = self._masks(step, crops)
         ctx = StepContext(step=step, max_steps=r.train.max_steps, teacher_temp=s.teacher_temp(step),
                           n_global=crops.n_global, n_local=crops.n_local, batch_size=crops.batch_size,
                           global_batch_size=self.global_batch, epoch_length=r.train.epoch_length,
                           teacher_backbone=self.teacher.backbone, logging_step=self.monitor.is_log_step(step))
         with autocast(self.precision.resolved, self.info.device):
-            outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan)
-            total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, ctx)
+            outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan, timer)
+            with timer.phase("losses"):
+                total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, ctx)
         self.monitor.capture(step, crops, outputs, masks)
         decision = agree(terms, self._stop_signal is not None)  # the same on every process
         self._stop_agreed = decision.stop
@@ -166,27 +169,31 @@ class Trainer:
             self._handle_nonfinite(step, decision.nonfinite, terms)
             return None
         apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), s.last_layer_frozen(step))
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            total.backward()
-        params = [p for g in self.groups for p in g.params]
-        if r.optim.clip_grad is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, r.optim.clip_grad)
-        else:
-            grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.strategy == "fsdp2":
-            reshard(self.teacher)
-            reshard(self.student)
-        ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
-        ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
+        with timer.phase("backward"):
+            if self.scaler is not None:
+                self.scaler.scale(total).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                total.backward()
+        with timer.phase("optimizer"):
+            params = [p for g in self.groups for p in g.params]
+            if r.optim.clip_grad is not None:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, r.optim.clip_grad)
+            else:
+                grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params
+                                                                  if p.grad is not None]))
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        with timer.phase("ema"):
+            if self.strategy == "fsdp2":
+                reshard(self.teacher)
+                reshard(self.student)
+            ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
+            ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
         for loss in self.parts.losses.values():
             loss.commit()  # the step is applied: the losses' pending state (centers) becomes theirs
         terms["total"] = total.detach().float()
@@ -240,9 +247,11 @@ class Trainer:
             if start == 0 and r.eval.at_start:
                 metrics = self.monitor.log_eval(0, self.evaluator.run(self.teacher.backbone, 0))
             while step < r.train.max_steps:
-                wait_start = time.perf_counter()
-                batch = next(iterator)
-                data_wait = time.perf_counter() - wait_start
+                self.monitor.begin_step(step)
+                with self.monitor.timer.phase("data_wait"):
+                    wait_start = time.perf_counter()
+                    batch = next(iterator)
+                    data_wait = time.perf_counter() - wait_start
                 terms = self.train_step(step, batch)
                 step += 1
                 if terms is not None:
