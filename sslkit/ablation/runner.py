@@ -178,6 +178,25 @@ class AblationRunner:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signal.Signals(signum).name
 
+    def _stop_agreed(self) -> bool:
+        """Whether any process received a stop signal, the same answer on every process.
+
+        One MAX all-reduce of a flag once a trainer has set up the process group (it stays up
+        between runs; before the first run there is none and each process answers for itself),
+        so that all processes stop before the same run instead of some waiting for the others.
+        """
+        import torch
+        import torch.distributed as dist
+
+        from sslkit import distributed
+
+        flag = torch.tensor([float(self._stop_signal is not None)])
+        if distributed.is_distributed() and dist.get_backend() == "nccl":
+            flag = flag.cuda()
+        if distributed.all_reduce_max(flag).item() and self._stop_signal is None:
+            self._stop_signal = "SIGTERM/SIGUSR1 on another process"
+        return self._stop_signal is not None
+
     def _train(self, run: PlannedRun) -> bool:
         """Train (or resume) one run and add its time (and where it stopped, if it did) to its
         ``ablation.json``; True when it finished."""
@@ -187,7 +206,7 @@ class AblationRunner:
         result = None
         try:
             trainer = Trainer(run.resolved, run.run_dir)
-            if self._stop_signal is None:  # a signal while the trainer was being built
+            if not self._stop_agreed():  # a signal while the trainer was being built
                 result = trainer.fit()
                 self._stop_signal = self._stop_signal or result.stop_signal
             del trainer
@@ -235,7 +254,7 @@ class AblationRunner:
 
     def _stopped(self, outcome: AblationOutcome, what: str) -> bool:
         """Whether a preemption signal arrived; if so, mark ``outcome`` and say what is left undone."""
-        if self._stop_signal is None:
+        if not self._stop_agreed():
             return False
         outcome.completed, outcome.stop_signal = False, self._stop_signal
         self._say(f"received {self._stop_signal}: stopping before {what}; re-run the same command to continue")
@@ -268,11 +287,12 @@ class AblationRunner:
                               "re-run the same command to resume")
                     break
                 outcome.trained.append(run.label)
-            if self.ablation.spec.eval.linear and self.is_main:
-                if self._stopped(outcome, f"the linear probe of {run.label}"):
+            if self.ablation.spec.eval.linear:
+                if self._stopped(outcome, f"the linear probe of {run.label}"):  # on every process: a collective
                     break
-                self._probe(run)
-            if run.status != "done":
+                if self.is_main:
+                    self._probe(run)
+            if run.status != "done" and self.is_main:  # the other processes have no ablation.json to read
                 self._report(index, total, run)
         if outcome.skipped:
             self._say(f"skipped {len(outcome.skipped)} finished run(s): {', '.join(outcome.skipped)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +17,12 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 import sslkit
+from sslkit.ablation import AblationRunner, load_ablation
 from sslkit.ablation.records import read_metrics
 from sslkit.cli.ablate_cmd import EXIT_PREEMPTED
 from sslkit.cli.main import main
@@ -101,9 +106,9 @@ def test_signal_stops_the_current_run_with_its_checkpoint_and_a_rerun_completes(
 
 @dataclass
 class SignallingParams(SyntheticParams):
-    """The synthetic dataset's parameters (this dataset sends SIGTERM when its first image is read)."""
+    """The synthetic dataset's parameters, plus the process that signals itself."""
 
-    note: str = param("", "Unused.")
+    rank: int = param(-1, "Only the process of this RANK sends the signal (-1: every process).")
 
 
 class SignallingDataset(SyntheticDataset):
@@ -111,7 +116,7 @@ class SignallingDataset(SyntheticDataset):
 
     def __init__(self, params: SignallingParams, ctx: BuildContext | None = None) -> None:
         super().__init__(params, ctx)
-        self.pending = True
+        self.pending = params.rank in (-1, int(os.environ.get("RANK", "0")))
 
     def __getitem__(self, index: int):
         if self.pending:
@@ -151,3 +156,40 @@ def test_signal_during_a_final_evaluation_stops_before_the_next_run(tmp_path: Pa
     assert main(["ablate", str(path), "--output-dir", str(out)]) == 0
     assert list_checkpoints(second)[-1].name == "step_00000002.pt"
     assert "| high_lr | `optim.base_lr=0.001` | 1 |" in (out / "summary.md").read_text()
+
+
+def _ablate_worker(rank: int, port: int, path: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        outcome = AblationRunner(load_ablation(Path(path)), Path(out)).run()
+        result = {"completed": outcome.completed, "stop_signal": outcome.stop_signal}
+        (Path(out) / f"outcome_{rank}.json").write_text(json.dumps(result), encoding="utf-8")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_a_signal_on_one_process_stops_every_process_before_the_next_run(tmp_path: Path, signalling_dataset) -> None:
+    """Under torchrun, rank 1 alone is signalled during the final evaluation: both processes stop
+    before run 2 (agreed by an all-reduce); rank 0 starting it alone would wait for rank 1 forever."""
+    path = _write(tmp_path, steps=2, eval_dataset="signalling")
+    path.write_text(path.read_text().replace("name: signalling,", "name: signalling, rank: 1,"))
+    out = tmp_path / "out"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.start_processes(_ablate_worker, args=(port, str(path), str(out)), nprocs=2, join=False,
+                                 start_method="fork")
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the processes did not stop together (one of them waits for the other)")
+    outcomes = [json.loads((out / f"outcome_{rank}.json").read_text()) for rank in (0, 1)]
+    assert outcomes == [{"completed": False, "stop_signal": "SIGTERM/SIGUSR1 on another process"},
+                        {"completed": False, "stop_signal": "SIGTERM"}]
+    assert list_checkpoints(out / "low_lr" / "seed_0")[-1].name == "step_00000002.pt"
+    assert not (out / "high_lr" / "seed_0").exists()
