@@ -101,7 +101,9 @@ class ViT(Backbone):
         """``[1, 1 + h * w, D]``: the CLS position, then the patch positions resampled to ``grid``."""
         if grid == self.grid:
             return self.pos_embed
-        patches = resample_grid(self.pos_embed[:, 1:], self.grid, grid, self.params.pos_embed_antialias)
+        patches = resample_grid(
+            self.pos_embed[:, 1:], self.grid, grid, self.params.pos_embed_antialias, self.params.pos_embed_offset
+        )
         return torch.cat([self.pos_embed[:, :1], patches], dim=1)
 
     def prepare_tokens(self, images: Tensor, masks: Tensor | None = None) -> Tensor:

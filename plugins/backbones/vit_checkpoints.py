@@ -148,7 +148,8 @@ def _fit_pos_embed(vit: ViT, pos: Tensor, source: str) -> Tensor:
             f"vit init_from: {source}: pos_embed has {n} positions, neither a square grid "
             f"nor a square grid plus the CLS position"
         )
-    patches = resample_grid(pos[:, 1:], (side, side), vit.grid, vit.params.pos_embed_antialias)
+    params = vit.params
+    patches = resample_grid(pos[:, 1:], (side, side), vit.grid, params.pos_embed_antialias, params.pos_embed_offset)
     return torch.cat([pos[:, :1], patches], dim=1)
 
 

@@ -82,12 +82,22 @@ class ViTParams:
         "kernel, so that exported weights behave the same in timm at every resolution); false uses "
         "the plain bicubic kernel of the DINOv2 code.",
     )
+    pos_embed_offset: float = param(
+        0.0,
+        "Offset of the position-embedding resampling from the stored h0 x w0 grid to an h x w grid: 0 "
+        "interpolates to the size (h, w) (timm); an offset > 0 passes the scale factors ((h + offset) / h0, "
+        "(w + offset) / w0) instead (same output size, source positions (i + 0.5) * h0 / (h + offset) - 0.5), "
+        "as DINO and DINOv2 do with 0.1 (interpolate_offset in dinov2/models/vision_transformer.py). The "
+        "native grid always uses the stored embedding as is.",
+        ge=0.0,
+        lt=1.0,
+    )
     init_from: str | None = param(
         None,
         "Local checkpoint (.pth/.pt or .safetensors) to initialise the weights from: the official DINOv2 "
         "release layout, a DINOv2 training checkpoint (teacher backbone), timm's vit_*_dinov2 layout, "
         "or an sslkit checkpoint (teacher backbone). A position embedding for another grid is "
-        "interpolated. Nothing is downloaded.",
+        "interpolated (with pos_embed_antialias and pos_embed_offset). Nothing is downloaded.",
     )
     init_format: Literal["auto", "dinov2", "timm"] = param(
         "auto",

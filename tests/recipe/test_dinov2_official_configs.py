@@ -38,9 +38,6 @@ DOCUMENTED_DIFFERENCES = {
     "compute_precision": "the recipes leave run.precision at sslkit's default 'auto' (bf16 autocast on GPUs and "
     "CPUs that support it, fp32 elsewhere); the official runs use fp16 parameters with a grad scaler "
     "(run.precision=fp16 is the closest sslkit setting).",
-    "student.interpolate_offset": "sslkit resamples the position embedding to the exact target grid; the official "
-    "code passes scale factors (grid + 0.1) / old grid to the bicubic interpolation (slightly different "
-    "sampling positions for the local crops).",
 }
 
 
@@ -82,6 +79,7 @@ def _student(backbone: dict[str, Any]) -> dict[str, Any]:
         "ffn_bias": all(m.bias is not None for m in block.mlp.modules() if isinstance(m, torch.nn.Linear)),
         "num_register_tokens": params.num_register_tokens,
         "interpolate_antialias": params.pos_embed_antialias,
+        "interpolate_offset": params.pos_embed_offset,
     }
 
 
@@ -178,8 +176,10 @@ def test_a_changed_value_is_reported() -> None:
     d = load_recipe(RECIPES / "dinov2" / "vitl14.yaml", ["data.dataset.root=/data/images"]).data
     d["optim"]["base_lr"] = 0.004
     d["losses"]["koleo"]["weight"] = 0.1
+    d["model"]["backbone"]["pos_embed_offset"] = 0.0
     diffs = _mismatches(_expected("vitl14"), as_official(d))
     assert diffs == ["dino.koleo_loss_weight: official 0.1, recipe gives 0.05",
+                     "student.interpolate_offset: official 0.1, recipe gives 0.0",
                      "optim.base_lr: official 0.0002, recipe gives 0.004"]
 
 
