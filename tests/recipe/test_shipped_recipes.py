@@ -59,6 +59,8 @@ def test_dino_v1_has_no_ibot_no_koleo_and_a_fixed_prototype_magnitude() -> None:
     assert d["model"]["backbone"]["patch_size"] == 16 and d["model"]["backbone"]["layerscale_init"] is None
     assert d["model"]["heads"]["dino"]["trainable_norm"] is False  # DINO's default norm_last_layer
     assert not d["model"]["backbone"]["drop_path_uniform"]  # DINO ramps drop-path over the blocks
+    # DINO's interpolate_pos_encoding adds 0.1 to the grid and uses plain (non-antialiased) bicubic
+    assert (d["model"]["backbone"]["pos_embed_offset"], d["model"]["backbone"]["pos_embed_antialias"]) == (0.1, False)
     aug, t = d["data"]["augmentation"], d["teacher"]
     assert (aug["global_scale"], aug["local_scale"], aug["local_crop_size"]) == ([0.4, 1.0], [0.05, 0.4], 96)
     assert (t["momentum"], t["temp"], t["temp_end"]) == (0.996, 0.04, 0.04)
