@@ -20,7 +20,10 @@ The Gram teacher is either
 
 The copy is a submodule (``gram_teacher``) with ``requires_grad`` off and always in eval mode,
 so it is saved in every checkpoint with the step of its last refresh; a resumed run continues
-with the same Gram teacher and refresh schedule as an uninterrupted one.
+with the same Gram teacher and refresh schedule as an uninterrupted one. A Gram teacher made or
+refreshed in ``forward`` (which already uses it) becomes the loss's only in ``commit()``, which
+the engine calls for applied steps (:class:`sslkit.components.Loss`): a step skipped for a
+non-finite loss leaves the Gram teacher and ``last_refresh`` as they were.
 
 Distributed runs: ``per_image`` divides the sum by the number of compared pairs of the whole
 global batch (times the number of processes), so the mean of the per-process losses, which
@@ -45,6 +48,15 @@ from sslkit_gram.gram import GramMode, gram_squared_error
 from sslkit_gram.weights import load_backbone_weights
 
 _TEACHER_KEY = "gram_teacher."
+
+
+@dataclass
+class _PendingTeacher:
+    """A Gram teacher made by ``forward``, and the refresh step it records (``None``: restored from
+    a checkpoint, whose ``last_refresh`` stays); it becomes the loss's in ``commit``."""
+
+    module: nn.Module
+    refreshed: int | None
 
 
 @dataclass
@@ -79,7 +91,8 @@ class GramAnchoringLoss(Loss):
     Reads ``out.student_global.patches`` ``[n_global * B, N, D]``, ``out.crops.global_crops``
     (the Gram teacher's input), ``out.masks`` when ``tokens`` is not ``all``, and
     ``ctx.teacher_backbone`` (the architecture to copy and, for ``ema_refresh``, the weights).
-    Diagnostics: ``refreshed_at`` (step of the Gram teacher's last refresh) once active.
+    A new Gram teacher is pending until :meth:`commit`. Diagnostics: ``refreshed_at`` (step of
+    the last committed refresh) once active.
     """
 
     def __init__(self, params: GramAnchoringParams, ctx: BuildContext) -> None:
@@ -97,6 +110,7 @@ class GramAnchoringLoss(Loss):
         self._last_refresh: int | None = None  # host copy of the buffer (no device sync per step)
         self._file_weights = load_backbone_weights(params.checkpoint) if params.teacher == "checkpoint" else None
         self._restored_weights: dict[str, Tensor] | None = None
+        self._pending: _PendingTeacher | None = None  # the Gram teacher made by the last forward, until commit
 
     # -- the Gram teacher -----------------------------------------------------------------
     def _load_into(self, module: nn.Module, weights: dict[str, Tensor], source: str) -> None:
@@ -106,36 +120,51 @@ class GramAnchoringLoss(Loss):
             raise ValueError(f"gram_anchoring: the Gram-teacher weights from {source} do not fit the teacher "
                              f"backbone's architecture: {str(exc).splitlines()[0]}") from None
 
-    def _set_refreshed(self, step: int) -> None:
-        self.last_refresh.fill_(step)
-        self._last_refresh = step
-
-    def _create(self, ctx: StepContext) -> nn.Module:
+    def _copy_teacher(self, ctx: StepContext) -> nn.Module:
         if ctx.teacher_backbone is None:
             raise ValueError("gram_anchoring needs StepContext.teacher_backbone (the EMA teacher's backbone)")
-        module = copy.deepcopy(ctx.teacher_backbone).requires_grad_(False).eval()
-        if self._restored_weights is not None:
-            self._load_into(module, self._restored_weights, "the resumed checkpoint")
-        elif self._file_weights is not None:
-            self._load_into(module, self._file_weights, str(self.params.checkpoint))
-            self._set_refreshed(ctx.step)
-        else:
-            self._set_refreshed(ctx.step)
-        self._restored_weights = self._file_weights = None
-        return module
+        return copy.deepcopy(ctx.teacher_backbone).requires_grad_(False).eval()
 
     def gram_teacher_for(self, ctx: StepContext) -> nn.Module:
-        """The Gram teacher of step ``ctx.step``: created on first use, refreshed from the EMA
-        teacher when ``refresh_every`` steps have passed since the last refresh."""
-        if self.gram_teacher is None:
-            self.gram_teacher = self._create(ctx)
+        """The Gram teacher of step ``ctx.step``, without changing the loss's state.
+
+        On the first active step it is made (from the EMA teacher, the ``checkpoint`` file, or
+        the resumed checkpoint's weights); with ``ema_refresh`` it is a new copy of the EMA
+        teacher once ``refresh_every`` steps have passed since the last refresh. A new Gram
+        teacher stays pending until :meth:`commit` (the step is applied): a skipped step keeps
+        the previous one and its refresh step, and the next step decides again. Until then it
+        costs one extra copy of the backbone.
+        """
+        self._pending = None
         if self._last_refresh is None:
             self._last_refresh = int(self.last_refresh)
-        if self.params.teacher == "ema_refresh" and ctx.step - self._last_refresh >= self.params.refresh_every:
-            assert ctx.teacher_backbone is not None
-            self.gram_teacher.load_state_dict(ctx.teacher_backbone.state_dict())
-            self._set_refreshed(ctx.step)
-        return self.gram_teacher
+        refresh_due = (self.params.teacher == "ema_refresh" and self._last_refresh >= 0
+                       and ctx.step - self._last_refresh >= self.params.refresh_every)
+        if self.gram_teacher is not None and not refresh_due:
+            return self.gram_teacher
+        if refresh_due or (self._restored_weights is None and self._file_weights is None):
+            self._pending = _PendingTeacher(self._copy_teacher(ctx), ctx.step)  # a copy of the EMA teacher
+        elif self._restored_weights is not None:
+            module = self._copy_teacher(ctx)
+            self._load_into(module, self._restored_weights, "the resumed checkpoint")
+            self._pending = _PendingTeacher(module, None)  # the restored last_refresh stays
+        else:
+            assert self._file_weights is not None
+            module = self._copy_teacher(ctx)
+            self._load_into(module, self._file_weights, str(self.params.checkpoint))
+            self._pending = _PendingTeacher(module, ctx.step)
+        return self._pending.module
+
+    def commit(self) -> None:
+        """The step is applied: a Gram teacher made or refreshed by its forward becomes the loss's."""
+        if self._pending is None:
+            return
+        self.gram_teacher = self._pending.module
+        if self._pending.refreshed is not None:
+            self.last_refresh.fill_(self._pending.refreshed)
+            self._last_refresh = self._pending.refreshed
+        self._restored_weights = self._file_weights = None
+        self._pending = None
 
     def train(self, mode: bool = True) -> GramAnchoringLoss:
         """The Gram teacher stays in eval mode (no drop-path) whatever the student's mode."""
@@ -152,6 +181,7 @@ class GramAnchoringLoss(Loss):
             saved = {k[len(key):]: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(key)]}
             self._restored_weights = saved or None
         self._last_refresh = None
+        self._pending = None
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     # -- the loss -------------------------------------------------------------------------
@@ -180,4 +210,6 @@ class GramAnchoringLoss(Loss):
         return squared_sum / count.clamp_min(1.0)  # no compared pair: 0, still connected to the graph
 
     def diagnostics(self) -> dict[str, float | Tensor]:
-        return {"refreshed_at": float(self._last_refresh)} if self._last_refresh is not None else {}
+        if self._last_refresh is None or self._last_refresh < 0:
+            return {}
+        return {"refreshed_at": float(self._last_refresh)}

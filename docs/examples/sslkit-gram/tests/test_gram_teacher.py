@@ -1,5 +1,6 @@
-"""The Gram teacher: start step, EMA snapshots and their refresh schedule, resuming from a state
-dict, frozen checkpoints (safetensors and sslkit checkpoints), errors, and registration."""
+"""The Gram teacher: start step, EMA snapshots and their refresh schedule, state changes only in
+commit (a skipped step leaves none), resuming from a state dict, frozen checkpoints (safetensors
+and sslkit checkpoints), errors, and registration."""
 
 from __future__ import annotations
 
@@ -42,15 +43,24 @@ def drift(module: nn.Module, amount: float) -> None:
 
 
 def run_steps(loss: GramAnchoringLoss, teacher: nn.Module, steps: range) -> dict[int, dict[str, torch.Tensor]]:
-    """Call the loss at every step of ``steps``, drifting ``teacher`` after each; return the
-    teacher's weights as they were at each step."""
+    """Apply every step of ``steps`` as the engine does (forward, the EMA update drifting
+    ``teacher``, commit); return the teacher's weights as they were at each step's forward."""
     seen = {}
     out = outputs()
     for step in steps:
         seen[step] = {k: v.clone() for k, v in teacher.state_dict().items()}
         loss(out, make_step_context(out, step=step, teacher_backbone=teacher))
         drift(teacher, 0.01)
+        loss.commit()
     return seen
+
+
+def loss_state(loss: GramAnchoringLoss) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in loss.state_dict().items()}
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def holds(loss: GramAnchoringLoss, weights: dict[str, torch.Tensor]) -> bool:
@@ -68,6 +78,7 @@ def test_before_start_step_the_loss_is_zero_connected_and_has_no_teacher() -> No
     assert loss.gram_teacher is None and "gram_teacher.norm.weight" not in loss.state_dict()
     assert loss.diagnostics() == {}
     value = loss(out, make_step_context(out, step=5, teacher_backbone=backbone(0)))
+    loss.commit()
     assert value.item() > 0 and loss.gram_teacher is not None
 
 
@@ -79,11 +90,36 @@ def test_ema_snapshot_is_taken_at_start_and_refreshed_every_n_steps() -> None:
     for step in range(2, 10):
         seen[step] = {k: v.clone() for k, v in teacher.state_dict().items()}
         loss(out, make_step_context(out, step=step, teacher_backbone=teacher))
+        drift(teacher, 0.01)
+        loss.commit()
         source = max(s for s in (2, 5, 8) if s <= step)
         assert holds(loss, seen[source]), f"step {step}: expected the snapshot of step {source}"
         assert loss.diagnostics() == {"refreshed_at": float(source)}
-        drift(teacher, 0.01)
     assert int(loss.last_refresh) == 8
+
+
+@pytest.mark.parametrize("start_step", [0, 2], ids=["refresh_due", "first_active_step"])
+def test_a_skipped_step_leaves_the_gram_teacher_and_its_schedule_unchanged(start_step: int) -> None:
+    """A step whose forward makes a Gram teacher (the first active step, or a due refresh) but is
+    then skipped (no commit, no EMA update) changes nothing: state_dict, last_refresh, snapshot,
+    diagnostics. The skipped step's forward already used the new teacher; the next applied step
+    makes it again."""
+    teacher = backbone(0)
+    loss = GramAnchoringLoss(GramAnchoringParams(start_step=start_step, refresh_every=2), BuildContext())
+    skipped = 2
+    run_steps(loss, teacher, range(skipped))  # start_step 0: the snapshot of step 0, refreshed again at step 2
+    before, diagnostics = loss_state(loss), loss.diagnostics()
+    out = outputs()
+    used = loss(out, make_step_context(out, step=skipped, teacher_backbone=teacher)).item()
+    reference = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
+    assert used == reference(out, make_step_context(out, step=0, teacher_backbone=teacher)).item(), (
+        "the forward of the step must use the Gram teacher made at that step")
+    assert same_state(loss_state(loss), before), "a forward without commit changed the loss's state"
+    assert loss.diagnostics() == diagnostics
+    assert int(loss.last_refresh) == (0 if start_step == 0 else -1)
+    assert (loss.gram_teacher is None) == (start_step > 0)
+    seen = run_steps(loss, teacher, range(skipped + 1, skipped + 2))
+    assert holds(loss, seen[skipped + 1]) and int(loss.last_refresh) == skipped + 1
 
 
 def test_value_uses_the_snapshot_not_the_current_teacher() -> None:
@@ -91,6 +127,7 @@ def test_value_uses_the_snapshot_not_the_current_teacher() -> None:
     loss = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
     out = outputs()
     first = loss(out, make_step_context(out, step=0, teacher_backbone=teacher)).item()
+    loss.commit()
     drift(teacher, 0.5)
     assert loss(out, make_step_context(out, step=1, teacher_backbone=teacher)).item() == pytest.approx(first)
     fresh = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
@@ -103,6 +140,7 @@ def test_snapshot_is_frozen_in_eval_mode_and_saved_in_the_state_dict() -> None:
     loss = GramAnchoringLoss(GramAnchoringParams(), BuildContext())
     out = outputs()
     loss(out, make_step_context(out, step=0, teacher_backbone=teacher)).backward()
+    loss.commit()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(not p.requires_grad for p in loss.gram_teacher.parameters())
     loss.train()
@@ -139,6 +177,7 @@ def test_checkpoint_teacher_from_safetensors_is_loaded_and_never_refreshed(tmp_p
         for step in range(3):
             loss(out, make_step_context(out, step=step, teacher_backbone=teacher))
             drift(teacher, 0.1)
+            loss.commit()
         assert same_weights(loss.gram_teacher, frozen)
     reference = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
     expected = reference(out, make_step_context(out, step=0, teacher_backbone=frozen)).item()
@@ -155,6 +194,7 @@ def test_checkpoint_teacher_from_an_sslkit_checkpoint_file_or_run_directory(tmp_
     for source in (path, tmp_path):
         loss = GramAnchoringLoss(GramAnchoringParams(teacher="checkpoint", checkpoint=str(source)), BuildContext())
         loss(out, make_step_context(out, step=0, teacher_backbone=backbone(0)))
+        loss.commit()
         assert same_weights(loss.gram_teacher, frozen)
 
 
