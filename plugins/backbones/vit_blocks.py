@@ -50,7 +50,7 @@ class Attention(nn.Module):
     ``explicit`` computes the three matmul/softmax kernels; ``auto`` uses SDPA everywhere except
     on the CPU in bf16/fp16 with sequences of at most ``EXPLICIT_MAX_TOKENS`` tokens, where
     PyTorch's CPU SDPA kernel is 4-8x slower than the explicit form (forward + backward,
-    measured in docs/performance.md). In fp32 the CPU SDPA kernel is the faster one (1.3-1.45x
+    measured in docs/performance.md). In fp32 the CPU SDPA kernel is the faster one (1.6-2.1x
     forward + backward at 17, 65 and 257 tokens on an AVX512 Xeon; within 10% either way up to
     65 tokens on an AVX512-BF16 EPYC), so fp32 keeps it at every length. Both give the same
     values up to rounding.
