@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_hardware import describe
 from PIL import Image
 
 from sslkit.data import build_train_loader
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--large-images", type=int, default=1024, help="256 px JPEGs written for the ImageNet scale")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(describe(args.threads))
     print(
         f"device {args.device}, {args.workers} loader workers, {args.threads} main-process threads "
         f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), batch {args.batch_size}, {args.steps} timed steps, "
