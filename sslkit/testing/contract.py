@@ -10,6 +10,9 @@ outputs and fails with a message that says which rule was broken:
 - gradients reach student tensors only (teacher tensors are given ``requires_grad`` so that
   a missing ``detach`` is caught), and they are finite;
 - it leaves its inputs unchanged (every loss of a step shares the same outputs);
+- ``forward`` leaves the loss's own state (its ``state_dict``: centers, queues, snapshots)
+  unchanged: the engine may still skip the step, so new state is applied in ``commit()``,
+  which the engine calls only for applied steps (and which this check does not call);
 - ``diagnostics()`` returns a mapping of names to scalars.
 """
 
@@ -107,6 +110,20 @@ def _check_inputs_present(loss: Loss, out: StepOutputs) -> None:
         raise AssertionError(f"{type(loss).__name__} needs masks; build the outputs with mask_ratio > 0")
 
 
+def _state(loss: Loss) -> dict[str, Tensor]:
+    return {key: tensor.detach().clone() for key, tensor in loss.state_dict().items()}
+
+
+def _check_state_unchanged(loss: Loss, before: dict[str, Tensor]) -> None:
+    after = loss.state_dict()
+    changed = sorted(set(before) ^ set(after)) + [key for key in before if key in after and not (
+        before[key].shape == after[key].shape and torch.equal(before[key], after[key].detach()))]
+    assert not changed, (
+        f"{type(loss).__name__}.forward changed the loss's state ({', '.join(changed)}): the engine may still skip "
+        "the step, so compute the new state into a pending attribute and apply it in commit(), which the engine "
+        "calls only for applied steps (see sslkit.components.Loss)")
+
+
 def _forward(loss: Loss, out: StepOutputs, ctx: StepContext, check_needs: bool,
              ) -> tuple[Tensor, StepOutputs, dict[str, Tensor]]:
     """The loss on a fresh copy of ``out``, the copy, and the copy's values before the call."""
@@ -141,6 +158,7 @@ def assert_loss_contract(loss: Loss, out: StepOutputs, ctx: StepContext, *, expe
     assert isinstance(loss, Loss), f"{name} must subclass sslkit.components.Loss"
     assert isinstance(loss.needs, LossNeeds), f"{name}.needs must be a LossNeeds, got {type(loss.needs).__name__}"
     _check_inputs_present(loss, out)
+    state = _state(loss)
     value, view, before = _forward(loss, out, ctx, check_needs)
     assert isinstance(value, Tensor), f"{name} returned {type(value).__name__}, expected a scalar Tensor"
     assert value.dim() == 0, f"{name} returned a tensor of shape {tuple(value.shape)}, expected a scalar"
@@ -151,6 +169,7 @@ def assert_loss_contract(loss: Loss, out: StepOutputs, ctx: StepContext, *, expe
     value.backward()
     changed = [key for key, tensor in _tensors(view) if not torch.equal(tensor.detach(), before[key])]
     assert not changed, f"{name} modified its inputs in place: {', '.join(changed)}"
+    _check_state_unchanged(loss, state)
     grads: dict[str, Tensor | None] = {}
     for key, tensor in _tensors(view):
         if key.startswith("teacher"):

@@ -13,6 +13,8 @@ from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOu
 from sslkit.testing import assert_loss_contract, make_step_context, make_step_outputs
 from sslkit_plugins.losses.dino import DINOLoss, DINOLossParams
 from sslkit_plugins.losses.ibot import IBOTLoss, IBOTLossParams
+from sslkit_plugins.losses.koleo import KoLeoLoss, KoLeoLossParams
+from sslkit_plugins.losses.patch_prototype import PatchPrototypeLoss, PatchPrototypeLossParams
 
 
 class FunctionLoss(Loss):
@@ -50,6 +52,58 @@ def test_builtin_losses_pass_and_report_their_gradients(step) -> None:
     ibot = assert_loss_contract(IBOTLoss(IBOTLossParams(head="dino"), BuildContext(head_dims={"dino": 16})), out, ctx)
     assert ibot.received_gradient("student_masked_logits.dino")
     assert "student_cls_logits.dino" not in ibot.grads  # not declared by its needs, so not given to it
+    assert_loss_contract(KoLeoLoss(KoLeoLossParams()), out, ctx)
+    assert_loss_contract(PatchPrototypeLoss(PatchPrototypeLossParams(), BuildContext(embed_dim=32)), out, ctx)
+
+
+@pytest.mark.parametrize("loss_class", [DINOLoss, IBOTLoss])
+def test_the_centering_losses_keep_their_center_until_commit(step, loss_class: type[Loss]) -> None:
+    """The state check sees real state: the contract passes with the center untouched, and the
+    commit that the engine makes for an applied step does move it."""
+    out, ctx = step
+    params = DINOLossParams(head="dino") if loss_class is DINOLoss else IBOTLossParams(head="dino")
+    loss = loss_class(params, BuildContext(head_dims={"dino": 16}))
+    before = loss.center.clone()
+    assert_loss_contract(loss, out, ctx)
+    assert torch.equal(loss.center, before)
+    loss.commit()
+    assert not torch.equal(loss.center, before)
+
+
+class CountingLoss(Loss):
+    """A loss that counts its steps in a buffer: in forward (wrong) or in commit (right)."""
+
+    def __init__(self, count_in_forward: bool, snapshot_in_forward: bool = False) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.count_in_forward, self.snapshot_in_forward = count_in_forward, snapshot_in_forward
+        self._pending: Tensor | None = None
+
+    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+        if self.count_in_forward:
+            self.count.add_(1)
+        if self.snapshot_in_forward:
+            self.snapshot = torch.nn.Linear(2, 2)  # a new submodule: new state_dict keys
+        self._pending = self.count + 1
+        return cls_distance(out, ctx)
+
+    def commit(self) -> None:
+        if self._pending is not None:
+            self.count.copy_(self._pending)
+            self._pending = None
+
+
+def test_state_changed_in_forward_is_named_and_state_applied_in_commit_passes(step) -> None:
+    out, ctx = step
+    with pytest.raises(AssertionError, match=r"CountingLoss.forward changed the loss's state \(count\).*commit\(\)"):
+        assert_loss_contract(CountingLoss(count_in_forward=True), out, ctx)
+    with pytest.raises(AssertionError, match=r"changed the loss's state \(snapshot.bias, snapshot.weight\)"):
+        assert_loss_contract(CountingLoss(count_in_forward=False, snapshot_in_forward=True), out, ctx)
+    loss = CountingLoss(count_in_forward=False)
+    assert_loss_contract(loss, out, ctx)
+    assert int(loss.count) == 0
+    loss.commit()
+    assert int(loss.count) == 1
 
 
 def test_the_given_outputs_are_left_untouched(step) -> None:
