@@ -118,8 +118,9 @@ def _check_state_unchanged(loss: Loss, before: dict[str, Tensor]) -> None:
     after = loss.state_dict()
     changed = sorted(set(before) ^ set(after)) + [key for key in before if key in after and not (
         before[key].shape == after[key].shape and torch.equal(before[key], after[key].detach()))]
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     assert not changed, (
-        f"{type(loss).__name__}.forward changed the loss's state ({', '.join(changed)}): the engine may still skip "
+        f"{type(loss).__name__}.forward changed the loss's state ({shown}): the engine may still skip "
         "the step, so compute the new state into a pending attribute and apply it in commit(), which the engine "
         "calls only for applied steps (see sslkit.components.Loss)")
 
