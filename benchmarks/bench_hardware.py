@@ -13,14 +13,13 @@ import os
 
 import torch
 
-from sslkit.hardware import cpu_has_native_bf16, cpu_info, cuda_bf16_supported
+from sslkit.engine.precision import resolve_precision
+from sslkit.hardware import cpu_info
 
 
 def default_precision(device: str = "cpu") -> str:
-    """``bf16`` on a bf16-native CPU or a bf16-capable GPU, else ``fp32``."""
-    if device.startswith("cuda"):
-        return "bf16" if cuda_bf16_supported(torch.device(device)) else "fp32"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    """What ``run.precision: auto`` resolves to on ``device`` (the engine's own rule)."""
+    return resolve_precision("auto", torch.device(device)).resolved
 
 
 def describe(threads: int) -> str:
