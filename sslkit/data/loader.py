@@ -15,7 +15,9 @@ engine's call: ``augmentation(batch.data, batch.sample_seeds, device)``.
 
 from __future__ import annotations
 
+import atexit
 import signal
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,19 +118,51 @@ def _ignore_stop_signals(_worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+#: DataLoader iterators whose workers may still run; see :func:`_kill_leaked_workers`.
+_LIVE_ITERATORS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _shut_down(iterator: Any) -> None:
+    """Stop the worker processes of a DataLoader iterator (nothing for a single-process one)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+@atexit.register
+def _kill_leaked_workers() -> None:
+    """At interpreter exit, kill the workers of iterators nobody closed (e.g. one kept alive by a
+    stored exception). Workers ignore SIGTERM, so multiprocessing's own exit handler, which sends
+    SIGTERM to daemonic children and then joins them, would wait for them forever. Registered
+    after multiprocessing's handler, so it runs first."""
+    for iterator in list(_LIVE_ITERATORS):
+        for worker in getattr(iterator, "_workers", []):
+            if worker.is_alive():
+                worker.kill()
+
+
 class TrainLoader:
-    """Endless iterable of :class:`TrainBatch`; checks the bad-file fraction as batches arrive."""
+    """Endless iterable of :class:`TrainBatch`; checks the bad-file fraction as batches arrive.
+
+    Its workers are shut down when the iteration ends (an error, or the generator closed), and
+    killed at interpreter exit if the iteration was never closed.
+    """
 
     def __init__(self, loader: DataLoader, tracker: BadFileTracker) -> None:
         self.loader = loader
         self.tracker = tracker
 
     def __iter__(self) -> Iterator[TrainBatch]:
-        for batch in self.loader:
-            if isinstance(batch, _LoadFailure):
-                raise SSLKitError(batch.message)
-            self.tracker.update(len(batch.indices), batch.bad_files)
-            yield batch
+        iterator = iter(self.loader)
+        _LIVE_ITERATORS.add(iterator)
+        try:
+            for batch in iterator:
+                if isinstance(batch, _LoadFailure):
+                    raise SSLKitError(batch.message)
+                self.tracker.update(len(batch.indices), batch.bad_files)
+                yield batch
+        finally:
+            _shut_down(iterator)
 
 
 def build_train_loader(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -86,3 +89,37 @@ def test_loading_leaves_the_global_random_state_alone() -> None:
 def test_global_batch_must_divide_across_processes() -> None:
     with pytest.raises(SSLKitError, match="not divisible"):
         batches(1, world=3)
+
+
+_LEAKED_ITERATOR = """
+from sslkit.data import build_train_loader
+from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
+from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
+
+loader = build_train_loader(
+    SyntheticDataset(SyntheticParams(size=30, image_size=16)),
+    KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2)),
+    global_batch_size=8, rank=0, world_size=1, seed=7, start_step=0, num_workers=2, device="cpu")
+KEPT = iter(loader)  # never closed, as when a stored exception keeps the trainer's frame alive
+next(KEPT)
+print("batch read", flush=True)
+"""
+
+
+def test_an_iteration_never_closed_does_not_stop_the_interpreter_from_exiting() -> None:
+    """Workers ignore SIGTERM, so multiprocessing's exit handler (SIGTERM, then join) alone would wait
+    for the workers of a leaked iterator forever; the loader kills them first."""
+    done = subprocess.run([sys.executable, "-c", _LEAKED_ITERATOR], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "batch read" in done.stdout
+
+
+def test_an_error_while_iterating_shuts_the_workers_down() -> None:
+    loader = build_train_loader(DATASET, AUGMENTATION, global_batch_size=8, rank=0, world_size=1, seed=7,
+                                start_step=0, num_workers=2, device="cpu")
+    iterator = iter(loader)
+    next(iterator)
+    workers = list(loader.loader._iterator._workers)
+    assert all(w.is_alive() for w in workers)
+    iterator.close()  # what an exception or garbage collection does to the generator
+    assert not any(w.is_alive() for w in workers)
