@@ -14,14 +14,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import sslkit
 from sslkit.ablation import AblationRunner, load_ablation
 from sslkit.ablation.records import read_metrics
 from sslkit.cli.ablate_cmd import EXIT_PREEMPTED
@@ -29,7 +27,7 @@ from sslkit.cli.main import main
 from sslkit.components import BuildContext
 from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint
 from sslkit.params import param
-from sslkit.registry import Provider, get_registry
+from sslkit.testing import registered
 from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 
 pytestmark = pytest.mark.slow
@@ -127,17 +125,8 @@ class SignallingDataset(SyntheticDataset):
 
 @pytest.fixture
 def signalling_dataset():
-    @sslkit.hookimpl
-    def register_datasets(register) -> None:
-        register("signalling", SignallingDataset, SignallingParams)
-
-    module = ModuleType("tests_ablation_signalling_dataset")
-    module.register_datasets = register_datasets  # type: ignore[attr-defined]
-    provider = Provider("tests", "0", "tests_ablation_signalling_dataset")
-    registry = get_registry()
-    registry.register_module(module, provider)
-    yield
-    registry.unregister_module(module, provider)
+    with registered("dataset", "signalling", SignallingDataset, SignallingParams):
+        yield
 
 
 def test_signal_during_a_final_evaluation_stops_before_the_next_run(tmp_path: Path, signalling_dataset,

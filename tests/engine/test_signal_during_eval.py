@@ -14,17 +14,15 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-import sslkit
 from sslkit.ablation.records import read_metrics
 from sslkit.cli.main import main
 from sslkit.components import BuildContext
 from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint
 from sslkit.params import param
-from sslkit.registry import Provider, get_registry
+from sslkit.testing import registered
 from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 
 pytestmark = pytest.mark.slow
@@ -53,17 +51,8 @@ class SignallingDataset(SyntheticDataset):
 
 @pytest.fixture
 def signalling_dataset():
-    @sslkit.hookimpl
-    def register_datasets(register) -> None:
-        register("signalling", SignallingDataset, SignallingParams)
-
-    module = ModuleType("tests_signalling_dataset")
-    module.register_datasets = register_datasets  # type: ignore[attr-defined]
-    provider = Provider("tests", "0", "tests_signalling_dataset")
-    registry = get_registry()
-    registry.register_module(module, provider)
-    yield
-    registry.unregister_module(module, provider)
+    with registered("dataset", "signalling", SignallingDataset, SignallingParams):
+        yield
 
 
 def _train(quickstart: Path, overrides: list[str], out: Path, capsys) -> tuple[int, dict]:
