@@ -1,10 +1,11 @@
-"""Built-in datasets: ``synthetic`` (the embedded default), ``image_folder`` and ``tar``."""
+"""Built-in datasets: ``synthetic`` (the embedded default), ``image_folder``, ``tar`` and ``shards``."""
 
 from __future__ import annotations
 
 import sslkit
 from sslkit.hookspecs import Register
 from sslkit_plugins.datasets.image_folder import ImageFolderDataset, ImageFolderParams
+from sslkit_plugins.datasets.shards import ShardsDataset, ShardsParams
 from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 from sslkit_plugins.datasets.tar import TarDataset, TarParams
 
@@ -25,4 +26,10 @@ def register_datasets(register: Register) -> None:
     )
     register(
         "tar", TarDataset, TarParams, summary="An ImageFolder tree read directly from an uncompressed .tar archive."
+    )
+    register(
+        "shards",
+        ShardsDataset,
+        ShardsParams,
+        summary="Many WebDataset-style tar shards (brace/glob patterns), indexed per shard on demand.",
     )

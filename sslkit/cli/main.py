@@ -8,7 +8,16 @@ import sys
 from collections.abc import Sequence
 
 from sslkit import __version__
-from sslkit.cli import ablate_cmd, eval_cmd, export_cmd, new_plugin_cmd, plugins_cmd, recipe_cmd, train_cmd
+from sslkit.cli import (
+    ablate_cmd,
+    data_cmd,
+    eval_cmd,
+    export_cmd,
+    new_plugin_cmd,
+    plugins_cmd,
+    recipe_cmd,
+    train_cmd,
+)
 from sslkit.errors import SSLKitError
 
 DESCRIPTION = """\
@@ -27,10 +36,11 @@ examples:
   sslkit export --checkpoint runs/quickstart --out backbone.safetensors
   sslkit ablate recipes/ablations/crop_selection.yaml --output-dir runs/ablation train.max_steps=300
   sslkit new-plugin my-loss
+  sslkit data shard /data/images /data/shards --shard-size 5000
   torchrun --nproc_per_node 4 -m sslkit train RECIPE --output-dir DIR
 """
 
-COMMANDS = (plugins_cmd, recipe_cmd, train_cmd, eval_cmd, export_cmd, ablate_cmd, new_plugin_cmd)
+COMMANDS = (plugins_cmd, recipe_cmd, train_cmd, eval_cmd, export_cmd, ablate_cmd, new_plugin_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -165,6 +165,24 @@ class TrainLoader:
             _shut_down(iterator)
 
 
+def train_sampler(
+    dataset: ImageDataset, *, global_batch_size: int, rank: int, world_size: int, seed: int, start_step: int
+) -> StepBatchSampler:
+    """The batch sampler of :func:`build_train_loader`: the dataset's own epoch order when it has an
+    ``epoch_order(seed)`` method returning one (see :class:`~sslkit.data.sampler.EpochOrder`), a uniform
+    permutation per epoch otherwise."""
+    own_order = getattr(dataset, "epoch_order", None)
+    return StepBatchSampler(
+        len(dataset),
+        global_batch_size=global_batch_size,
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        start_step=start_step,
+        order=own_order(seed) if callable(own_order) else None,
+    )
+
+
 def build_train_loader(
     dataset: ImageDataset,
     augmentation: Augmentation,
@@ -185,13 +203,8 @@ def build_train_loader(
     ``world_size``, and while iterating when more than ``max_bad_fraction`` of the images read
     fail to decode.
     """
-    sampler = StepBatchSampler(
-        len(dataset),
-        global_batch_size=global_batch_size,
-        rank=rank,
-        world_size=world_size,
-        seed=seed,
-        start_step=start_step,
+    sampler = train_sampler(
+        dataset, global_batch_size=global_batch_size, rank=rank, world_size=world_size, seed=seed, start_step=start_step
     )
     workers = num_workers > 0
     loader = DataLoader(

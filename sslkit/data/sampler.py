@@ -7,11 +7,17 @@ concatenated into one stream, and the global batch of step ``s`` is positions
 ``B = G / W``. Each image also gets its sample seed from (seed, step, position in the global
 batch). So the images and their augmentations at a step do not depend on the number of
 processes, and a run resumed at any step continues the exact stream without replaying it.
+
+The order within an epoch is an :class:`EpochOrder`: by default :class:`PermutationOrder` (a
+uniform permutation of the whole dataset); a dataset may supply its own through
+:func:`sslkit.data.loader.train_sampler` (e.g. the ``shards`` dataset's shard-window order), as
+long as it is a function of (seed, epoch) only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -28,11 +34,43 @@ def epoch_permutation(seed: int, epoch: int, size: int) -> Tensor:
     return torch.randperm(size, generator=seeding.generator(seed, "data_order", epoch))
 
 
+class EpochOrder(Protocol):
+    """The dataset order of each epoch, a permutation of ``range(dataset_size)`` drawn from (seed, epoch)."""
+
+    def take(self, epoch: int, offset: int, count: int) -> list[int]:
+        """Positions ``[offset, offset + count)`` of epoch ``epoch``'s order (within one epoch)."""
+        ...
+
+
+class PermutationOrder:
+    """Each epoch a uniform permutation of the dataset (:func:`epoch_permutation`); keeps two epochs."""
+
+    def __init__(self, seed: int, size: int) -> None:
+        self.seed = seed
+        self.size = size
+        self._permutations: dict[int, Tensor] = {}
+
+    def take(self, epoch: int, offset: int, count: int) -> list[int]:
+        if epoch not in self._permutations:
+            for old in [e for e in self._permutations if e < epoch - 1]:
+                del self._permutations[old]
+            self._permutations[epoch] = epoch_permutation(self.seed, epoch, self.size)
+        return self._permutations[epoch][offset : offset + count].tolist()
+
+
 class StepBatchSampler:
     """Yields, for steps ``start_step, start_step + 1, ...``, this rank's list of :data:`Item`."""
 
     def __init__(
-        self, dataset_size: int, *, global_batch_size: int, rank: int, world_size: int, seed: int, start_step: int = 0
+        self,
+        dataset_size: int,
+        *,
+        global_batch_size: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        start_step: int = 0,
+        order: EpochOrder | None = None,
     ) -> None:
         if dataset_size < 1:
             raise SSLKitError("the training dataset is empty")
@@ -48,14 +86,7 @@ class StepBatchSampler:
         self.rank = rank
         self.seed = seed
         self.start_step = start_step
-        self._permutations: dict[int, Tensor] = {}
-
-    def _permutation(self, epoch: int) -> Tensor:
-        if epoch not in self._permutations:
-            for old in [e for e in self._permutations if e < epoch - 1]:
-                del self._permutations[old]
-            self._permutations[epoch] = epoch_permutation(self.seed, epoch, self.dataset_size)
-        return self._permutations[epoch]
+        self.order: EpochOrder = order if order is not None else PermutationOrder(seed, dataset_size)
 
     def indices(self, step: int) -> list[int]:
         """Dataset indices of this rank's slice of the global batch of ``step``."""
@@ -65,7 +96,7 @@ class StepBatchSampler:
         while len(out) < self.batch_size:
             epoch, offset = divmod(position, self.dataset_size)
             take = min(self.batch_size - len(out), self.dataset_size - offset)
-            out += self._permutation(epoch)[offset : offset + take].tolist()
+            out += self.order.take(epoch, offset, take)
             position += take
         return out
 
