@@ -1,16 +1,17 @@
 """The contracts between the engine and the plugins: what each component kind receives and returns.
 
-A training step flows through them in this order (reference section 1):
+A training step flows through them in this order (the student-teacher loop of DINO, Caron et al.
+2021, section 3.1, with iBOT's masked image modelling, Zhou et al. 2022, section 3.2):
 
 1. ``Augmentation``: images -> :class:`Crops` (global crops crop-major, then local crops).
 2. ``CropPolicy``: which global crops of the *global* batch are masked -> bool ``[n_global, G]``.
 3. ``Masker``: a boolean patch mask for each selected crop -> ``[n_selected, h * w]``.
-4. ``Backbone`` (teacher: global crops unmasked; student: all crops, global crops masked)
-   -> :class:`BackboneOutput`.
-5. ``Head``: tokens ``[M, D]`` -> logits ``[M, K]``; the engine calls each head once per side
-   for every token any loss asked of it.
-6. ``Loss``: :class:`StepOutputs` + :class:`StepContext` -> scalar.
-7. ``ParamGroupPolicy``: the optimizer's parameter groups with lr / weight-decay multipliers.
+4. The plan (:mod:`sslkit.outputs`): every loss declares the tensors it needs as
+   :class:`~sslkit.outputs.Output` requests; the engine runs each ``Backbone`` once per model,
+   crop set and masking, the ``Head`` modules once per model on every token routed through
+   them, and the registered producers of the requested kinds.
+5. ``Loss``: :class:`~sslkit.outputs.StepInputs` (its declared tensors) + :class:`StepContext` -> scalar.
+6. ``ParamGroupPolicy``: the optimizer's parameter groups with lr / weight-decay multipliers.
 
 Layout conventions: a batch of ``B`` images with ``n_global`` global crops is stored
 crop-major: rows ``[c * B + b]`` hold crop ``c`` of image ``b``. Local crops follow the same
@@ -19,11 +20,18 @@ rule. Masked patch tokens are always listed in the order of ``masks.nonzero()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from sslkit.outputs import Masking, Output, StepInputs
+from sslkit.step_data import BackboneOutput, Crops
+
+__all__ = ["Augmentation", "Backbone", "BackboneOutput", "BuildContext", "CropPolicy", "Crops", "Head",
+           "ImageDataset", "Loss", "Masker", "Output", "ParamGroup", "ParamGroupPolicy", "StepContext", "StepInputs"]
 
 
 @dataclass(frozen=True)
@@ -37,48 +45,33 @@ class BuildContext:
     local_crop_size: int | None = None
     n_global_crops: int = 2
     n_local_crops: int = 0
-    heads: tuple[str, ...] = ()  # names of the recipe's heads, for losses that reference one
+    heads: tuple[str, ...] = ()  # names of the recipe's heads and student-only modules
     seed: int = 0
-
-
-@dataclass
-class Crops:
-    """The multi-crop views of one (per-process) batch, crop-major, normalised float tensors."""
-
-    global_crops: Tensor  # [n_global * B, 3, H, W]
-    local_crops: Tensor | None  # [n_local * B, 3, h, w] or None when n_local == 0
-    n_global: int
-    n_local: int
-    batch_size: int
-
-
-@dataclass
-class BackboneOutput:
-    """Backbone features after the final norm.
-
-    ``cls``: ``[M, D]``; ``patches``: ``[M, N, D]`` (``None`` for models without patch tokens);
-    ``registers``: ``[M, R, D]`` or ``None``.
-    """
-
-    cls: Tensor
-    patches: Tensor | None = None
-    registers: Tensor | None = None
+    epoch_length: int = 1250  # steps per epoch, to convert epoch-based settings of a component
+    max_steps: int = 1000
 
 
 class Backbone(nn.Module):
     """Base class of backbones: images (optionally with a patch mask) -> :class:`BackboneOutput`.
 
     Subclasses set ``embed_dim``, ``patch_size`` (``None`` when not a patch model),
-    ``num_layers`` (transformer blocks), ``supports_masking`` and ``supports_patch_tokens``.
+    ``num_layers`` (transformer blocks) and what they support: ``supports_masking`` (masked patches
+    replaced by a mask token), ``supports_token_dropping`` (masked patches removed from the
+    sequence), ``supports_patch_tokens`` and ``supports_block_outputs`` (``blocks=``).
     """
 
     embed_dim: int
     patch_size: int | None = None
     num_layers: int = 0
     supports_masking: bool = False
+    supports_token_dropping: bool = False
     supports_patch_tokens: bool = False
+    supports_block_outputs: bool = False
 
-    def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:  # pragma: no cover
+    def forward(self, images: Tensor, masks: Tensor | None = None, *, masking: Masking = "replace",
+                blocks: Sequence[int] = ()) -> BackboneOutput:  # pragma: no cover
+        """``masks`` ``[B, N]`` (True: masked) are applied as ``masking`` says (``replace`` or ``drop``);
+        ``blocks`` lists the block indices (``0 .. num_layers - 1``) whose patch outputs to return."""
         raise NotImplementedError
 
     def mask_only_parameters(self) -> list[str]:
@@ -93,82 +86,48 @@ class Backbone(nn.Module):
         return {k: v.detach() for k, v in self.state_dict().items()}, {}
 
     def layer_id(self, param_name: str) -> int:
-        """Layer index for layer-wise lr decay (reference section 6): 0 for embeddings,
+        """Layer index for layer-wise lr decay (BEiT, Bao et al. 2022, section 2.6): 0 for embeddings,
         ``i + 1`` for block ``i``, ``num_layers + 1`` for everything after the blocks."""
         return self.num_layers + 1
 
 
 class Head(nn.Module):
-    """Base class of projection heads: ``[M, D]`` tokens -> ``[M, K]`` logits.
-
-    ``out_dim`` is K; ``last_layer`` is the prototype layer frozen during the first epoch.
-    """
+    """Base class of projection heads and student-only modules (predictors): ``[M, D]`` tokens ->
+    ``[M, K]`` outputs; ``out_dim`` is K (the input width of a module applied after this one)."""
 
     out_dim: int
-    last_layer: nn.Module | None  # set in __init__ (a class default would hide the submodule)
 
-
-@dataclass(frozen=True)
-class LossNeeds:
-    """What a loss asks the engine to compute this step (everything else is skipped)."""
-
-    cls_head: str | None = None  # head applied to CLS tokens: student all crops, teacher global crops
-    masked_patch_head: str | None = None  # head applied to masked patch tokens (student and teacher)
-    local_crops: bool = False  # student forward on local crops
-    masks: bool = False  # masked student forward on the selected global crops
-    patch_tokens: bool = False  # backbone patch tokens of the global crops (student and teacher)
+    def frozen_for_steps(self, epoch_length: int) -> dict[str, int]:
+        """Parameters (names as in ``named_parameters()``) that get learning rate 0 for their first
+        steps, with the number of steps (e.g. DINO's prototype layer, frozen during the first epoch
+        to stabilise training, Caron et al. 2021, appendix). Default: none."""
+        return {}
 
 
 @dataclass
 class StepContext:
-    """Per-step scalars from the engine's schedules and the batch geometry."""
+    """Per-step scalars and the batch geometry."""
 
     step: int
     max_steps: int
-    teacher_temp: float
     n_global: int
     n_local: int
     batch_size: int  # images per process
     global_batch_size: int  # images over all processes
     epoch_length: int = 1250
-    teacher_backbone: nn.Module | None = None  # the EMA teacher's backbone (read-only; e.g. Gram anchoring)
     logging_step: bool = True  # the engine reads Loss.diagnostics() after this step; skip them otherwise
 
 
-@dataclass
-class StepOutputs:
-    """Everything the engine computed for the losses of one step (fields a loss did not
-    ask for are ``None`` or empty).
-
-    ``student_cls_logits[h]``: ``[(n_global + n_local) * B, K]`` (global crops first);
-    ``teacher_cls_logits[h]``: ``[n_global * B, K]``;
-    ``student_masked_logits[h]`` / ``teacher_masked_logits[h]``: ``[M, K]`` for the masked
-    patches in ``masks.nonzero()`` order; ``masks``: ``[n_global * B, N]`` bool;
-    ``masked_crops``: ``[n_global * B]`` bool (the crop policy's selection).
-    """
-
-    student_global: BackboneOutput
-    teacher_global: BackboneOutput
-    student_local: BackboneOutput | None = None
-    masks: Tensor | None = None
-    masked_crops: Tensor | None = None
-    student_cls_logits: dict[str, Tensor] = field(default_factory=dict)
-    teacher_cls_logits: dict[str, Tensor] = field(default_factory=dict)
-    student_masked_logits: dict[str, Tensor] = field(default_factory=dict)
-    teacher_masked_logits: dict[str, Tensor] = field(default_factory=dict)
-    crops: Crops | None = None  # the step's crops, for losses that run a model of their own
-
-
 class Loss(nn.Module):
-    """Base class of losses. Set ``needs`` (a :class:`LossNeeds`) in ``__init__``.
+    """Base class of losses. Set ``inputs`` (name -> :class:`~sslkit.outputs.Output`) in ``__init__``.
 
-    ``forward(out, ctx)`` returns a scalar tensor (the unweighted loss term); the engine
-    multiplies it by the recipe weight. Teacher-side state (centers) lives in buffers so
-    that it is checkpointed; reductions over the global batch go through
-    :mod:`sslkit.distributed` so that results do not depend on the number of processes.
-    ``diagnostics()`` may return cheap monitoring scalars computed during the last forward; the
-    engine reads them only after steps with ``ctx.logging_step`` true, so a loss may skip
-    computing them on the other steps.
+    ``forward(inputs, ctx)`` receives exactly the declared tensors by name and returns a scalar
+    tensor (the unweighted loss term); the engine multiplies it by the recipe weight. Teacher-side
+    state (centers) lives in buffers so that it is checkpointed; reductions over the global batch
+    go through :mod:`sslkit.distributed` so that results do not depend on the number of processes.
+    ``diagnostics()`` may return cheap monitoring scalars computed during the last forward (logged
+    as ``health/loss_<entry>/<key>``); the engine reads them only after steps with
+    ``ctx.logging_step`` true, so a loss may skip computing them on the other steps.
 
     State a loss keeps across steps (an EMA center, a queue, ...) must not change in
     ``forward``: the engine may still skip the step (a non-finite term on any process, see
@@ -179,9 +138,13 @@ class Loss(nn.Module):
     process runs it), not in ``commit()``.
     """
 
-    needs: LossNeeds = LossNeeds()
+    inputs: dict[str, Output]
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:  # pragma: no cover
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs = {}
+
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def diagnostics(self) -> dict[str, float | Tensor]:
@@ -213,8 +176,8 @@ class Masker(Protocol):
 class ParamGroup:
     """One optimizer parameter group and how the schedules apply to it.
 
-    The engine sets, every step, ``lr = lr_schedule * lr_multiplier`` (0 while
-    ``is_last_layer`` and the last layer is frozen) and
+    The engine sets, every step, ``lr = lr_schedule * lr_multiplier`` (0 for the first
+    ``frozen_steps`` steps) and
     ``weight_decay = wd_schedule * wd_multiplier`` when ``follows_wd_schedule``; otherwise
     the group keeps ``fixed_weight_decay``.
     """
@@ -223,7 +186,7 @@ class ParamGroup:
     params: list[nn.Parameter]
     lr_multiplier: float = 1.0
     wd_multiplier: float = 1.0
-    is_last_layer: bool = False
+    frozen_steps: int = 0
     follows_wd_schedule: bool = True
     fixed_weight_decay: float = 0.01
 
@@ -233,9 +196,9 @@ class ParamGroupPolicy(Protocol):
     """Splits the student's trainable parameters into optimizer groups."""
 
     def groups(self, model: nn.Module) -> list[ParamGroup]:
-        """``model`` has children ``backbone`` (a :class:`Backbone`), ``heads`` (ModuleDict of
-        :class:`Head`) and ``losses`` (ModuleDict of :class:`Loss`, for loss parameters such
-        as prototypes). Every trainable parameter must land in exactly one group."""
+        """``model`` has children ``backbone`` (a :class:`Backbone`), ``heads`` and ``student_modules``
+        (ModuleDicts of :class:`Head`) and ``losses`` (ModuleDict of :class:`Loss`, for parameters
+        a loss owns). Every trainable parameter must land in exactly one group."""
         ...
 
 

@@ -17,13 +17,25 @@ factory's docstring.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
 hookspec = pluggy.HookspecMarker("sslkit")
 
-Register = Callable[..., Any]
+
+class Register(Protocol):
+    """The callback each hook receives: ``register(name, factory, params, summary=None)``.
+
+    ``name``: an identifier, unique per component kind; ``factory(params, ctx)``: builds the
+    component from a validated instance of the ``params`` dataclass and a
+    :class:`sslkit.components.BuildContext` (for output kinds: a producer
+    ``produce(request, view)``, see :mod:`sslkit.outputs`); ``summary``: one line for
+    ``sslkit plugins`` (default: the first line of the factory's docstring).
+    """
+
+    def __call__(self, name: str, factory: Callable[..., Any], params: type,
+                 summary: str | None = None) -> None: ...
 
 
 @hookspec
@@ -66,6 +78,13 @@ def register_augmentations(register: Register) -> None:
     """Register multi-crop augmentation factories (return a :class:`sslkit.components.Augmentation`)."""
 
 
+@hookspec
+def register_outputs(register: Register) -> None:
+    """Register step-output producers: ``produce(request, view)`` computes the tensor of an
+    :class:`sslkit.outputs.Output` request of this kind (``params`` is the dataclass of the
+    request's ``options``)."""
+
+
 #: Component kind -> hook name. The order is the order of ``sslkit plugins`` output.
 KIND_HOOKS: dict[str, str] = {
     "backbone": "register_backbones",
@@ -76,4 +95,5 @@ KIND_HOOKS: dict[str, str] = {
     "param_groups": "register_param_groups",
     "dataset": "register_datasets",
     "augmentation": "register_augmentations",
+    "output": "register_outputs",
 }

@@ -1,11 +1,12 @@
 """Assembling a run's components from a validated recipe, with cross-component checks.
 
-Build order: dataset, augmentation, backbone, heads (input width from the backbone), losses
-(head sizes known), then crop policy and masker when a loss needs masks. Mismatches between
-components (a loss naming a missing head, a backbone that cannot mask) are reported with the
-recipe key that caused them. Parameters that the step plan cannot train (the mask token
-without a masking loss, heads that no loss uses) are frozen here, before any strategy wraps the
-model or any optimizer sees it.
+Build order: dataset, augmentation, backbone, heads (input width from the backbone), student-only
+modules (the heads' output widths known), losses, then the step plan from the losses' declared
+outputs (:mod:`sslkit.engine.plan`), and the crop policy and masker when the plan masks.
+Mismatches between components (a loss asking for a head that does not exist, a backbone that
+cannot mask) are reported with the recipe key that caused them. Parameters that the plan cannot
+train (the mask token without a masking request, heads that no request applies) are frozen here,
+before any strategy wraps the model or any optimizer sees it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 
 from torch import nn
 
-from sslkit.components import Augmentation, Backbone, BuildContext, CropPolicy, ImageDataset, Masker
-from sslkit.engine.plan import StepPlan, unplanned_parameters
+from sslkit.components import Augmentation, Backbone, BuildContext, CropPolicy, ImageDataset, Masker, ParamGroupPolicy
+from sslkit.engine.param_schedules import Binding, ParamSchedules
+from sslkit.engine.plan import StepPlan, build_plan, unplanned_parameters
 from sslkit.errors import Problem, RecipeError, SSLKitError
+from sslkit.outputs import Producer
 from sslkit.recipe import ResolvedRecipe
+from sslkit.registry import Registry, get_registry
 
 
 @dataclass
@@ -29,14 +33,17 @@ class Components:
     augmentation: Augmentation
     backbone: Backbone
     heads: nn.ModuleDict
+    student_modules: nn.ModuleDict
     losses: nn.ModuleDict
     weights: dict[str, float]
     plan: StepPlan
+    producers: dict[str, Producer]
     crop_policy: CropPolicy | None
     masker: Masker | None
-    param_groups: Any
+    param_groups: ParamGroupPolicy
+    schedules: ParamSchedules
     context: BuildContext
-    frozen: list[str]  # student parameters (``backbone.*``, ``heads.*``) that the plan cannot train
+    frozen: list[str]  # student parameters that the plan cannot train
 
 
 def _build(resolved: ResolvedRecipe, key: str, ctx: BuildContext) -> Any:
@@ -53,44 +60,39 @@ def _build(resolved: ResolvedRecipe, key: str, ctx: BuildContext) -> Any:
             from None
 
 
-def _check_plan(resolved: ResolvedRecipe, losses: nn.ModuleDict, heads: nn.ModuleDict, backbone: Backbone) -> None:
-    problems: list[Problem] = []
-    for name, loss in losses.items():
-        key = f"losses.{name}"
-        where = resolved.locations.get(key)
-        needs = loss.needs
-        for head in (needs.cls_head, needs.masked_patch_head):
-            if head is not None and head not in heads:
-                problems.append(Problem(key, f"uses head {head!r}, which model.heads does not define "
-                                        f"(defined: {', '.join(heads) or 'none'})", where))
-        if (needs.masks or needs.masked_patch_head) and not backbone.supports_masking:
-            problems.append(Problem(key, f"needs masked patch tokens, but backbone {type(backbone).__name__} "
-                                    "cannot take masks; use a ViT backbone or drop this loss", where))
-        if needs.patch_tokens and not backbone.supports_patch_tokens:
-            problems.append(Problem(key, f"needs patch tokens, but backbone {type(backbone).__name__} "
-                                    "has none (CLS-only model)", where))
-    if problems:
-        raise RecipeError(problems, header=f"recipe {resolved.source} does not fit together")
-
-
-def _freeze_unplanned(plan: StepPlan, backbone: Backbone, heads: nn.ModuleDict) -> list[str]:
+def _freeze_unplanned(plan: StepPlan, backbone: Backbone, heads: nn.ModuleDict,
+                      student_modules: nn.ModuleDict) -> list[str]:
     """Set ``requires_grad=False`` on the parameters no step of ``plan`` can train; their names.
 
     They stay in the model (checkpoints, the EMA teacher and exports keep their values), but the
     optimizer, DDP and FSDP2 never treat them as trainable.
     """
-    names = unplanned_parameters(plan, backbone, heads)
+    names = unplanned_parameters(plan, backbone, heads, student_modules)
     params = {f"backbone.{n}": p for n, p in backbone.named_parameters()}
     params.update({f"heads.{n}": p for n, p in heads.named_parameters()})
+    params.update({f"student_modules.{n}": p for n, p in student_modules.named_parameters()})
     for name in names:
         params[name].requires_grad_(False)
     return names
 
 
-def build_components(resolved: ResolvedRecipe) -> Components:
+def _schedule_bindings(resolved: ResolvedRecipe, weights: dict[str, float]) -> list[Binding]:
+    bindings = []
+    for key, spec in resolved.components.items():
+        for name, schedule in spec.schedules.items():
+            if name == "weight":
+                bindings.append(Binding(f"{key}.weight", schedule, weights, key.split(".", 1)[1]))
+            else:
+                bindings.append(Binding(f"{key}.{name}", schedule, spec.params, name))
+    return bindings
+
+
+def build_components(resolved: ResolvedRecipe, registry: Registry | None = None) -> Components:
     """Build every component of ``resolved`` (models on the CPU; the trainer moves them)."""
+    registry = registry or get_registry()
     recipe = resolved.recipe
-    ctx = BuildContext(seed=recipe.run.seed, heads=tuple(recipe.model.heads))
+    ctx = BuildContext(seed=recipe.run.seed, heads=(*recipe.model.heads, *recipe.model.student_modules),
+                       epoch_length=recipe.train.epoch_length, max_steps=recipe.train.max_steps)
     dataset = _build(resolved, "data.dataset", ctx)
     augmentation = _build(resolved, "data.augmentation", ctx)
     ctx = replace(ctx, global_crop_size=augmentation.global_crop_size, local_crop_size=augmentation.local_crop_size,
@@ -99,23 +101,32 @@ def build_components(resolved: ResolvedRecipe) -> Components:
     ctx = replace(ctx, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size)
     heads = nn.ModuleDict({name: _build(resolved, f"model.heads.{name}", ctx) for name in recipe.model.heads})
     ctx = replace(ctx, head_dims={name: head.out_dim for name, head in heads.items()})
+    student_modules = nn.ModuleDict({name: _build(resolved, f"model.student_modules.{name}", ctx)
+                                     for name in recipe.model.student_modules})
+    ctx = replace(ctx, head_dims={**ctx.head_dims, **{n: m.out_dim for n, m in student_modules.items()}})
     losses = nn.ModuleDict({name: _build(resolved, f"losses.{name}", ctx) for name in recipe.losses})
-    _check_plan(resolved, losses, heads, backbone)
-    plan = StepPlan.from_needs(loss.needs for loss in losses.values())
-    frozen = _freeze_unplanned(plan, backbone, heads)
+    plan = build_plan(dict(losses.items()), backbone, dict(heads.items()), dict(student_modules.items()), registry,
+                      resolved.source, resolved.locations)
+    frozen = _freeze_unplanned(plan, backbone, heads, student_modules)
     crop_policy = _build(resolved, "masking.crop_policy", ctx) if plan.masks else None
     masker = _build(resolved, "masking.masker", ctx) if plan.masks else None
+    weights = {name: resolved.spec(f"losses.{name}").weight for name in recipe.losses}
+    producers = {r.kind: registry.get("output", r.kind).factory for r in plan.requests}
     return Components(
         dataset=dataset,
         augmentation=augmentation,
         backbone=backbone,
         heads=heads,
+        student_modules=student_modules,
         losses=losses,
-        weights={name: resolved.spec(f"losses.{name}").weight for name in recipe.losses},
+        weights=weights,
         plan=plan,
+        producers=producers,
         crop_policy=crop_policy,
         masker=masker,
         param_groups=_build(resolved, "optim.param_groups", ctx),
+        schedules=ParamSchedules(_schedule_bindings(resolved, weights), recipe.train.epoch_length,
+                                 recipe.train.max_steps),
         context=ctx,
         frozen=frozen,
     )

@@ -1,68 +1,111 @@
-"""Student and teacher networks and their per-step forward passes (reference section 1).
+"""Student and teacher networks and their per-step forward passes (DINO, Caron et al. 2021, section 3.1).
 
-The engine composes; plugins compute: the student's forward runs the backbone once per crop
-resolution (all global crops together, all local crops together) and each head once on every
-token that any loss asked of it; the teacher does the same on the unmasked global crops.
+The engine composes; plugins compute: a forward evaluates the plan's requests of its side through
+their producers, runs each backbone pass at most once per step (cached by model, crop set and
+masking, with every block output the plan asked of it) and applies each head once on every token
+routed through it (the requests' tensors concatenated, as the official DINOv2 code runs one head call
+for CLS and masked patch tokens).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from sslkit.components import Backbone, BackboneOutput, Crops
-from sslkit.engine.plan import StepPlan
+from sslkit.components import Backbone
+from sslkit.engine.plan import PassKey, StepPlan
+from sslkit.outputs import Output, Producer
+from sslkit.step_data import BackboneOutput, Crops
 
 
-def _run_heads(heads: nn.ModuleDict, plan: StepPlan, cls_tokens: Tensor, patch_tokens: Tensor | None,
-               ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Apply each planned head once to [CLS tokens; masked patch tokens] and split the result."""
-    cls_logits: dict[str, Tensor] = {}
-    patch_logits: dict[str, Tensor] = {}
-    for name in plan.heads:
-        parts = []
-        if name in plan.cls_heads:
-            parts.append(cls_tokens)
-        if name in plan.patch_heads and patch_tokens is not None:
-            parts.append(patch_tokens)
-        logits = heads[name](torch.cat(parts) if len(parts) > 1 else parts[0])
-        n_cls = cls_tokens.shape[0] if name in plan.cls_heads else 0
-        if name in plan.cls_heads:
-            cls_logits[name] = logits[:n_cls]
-        if name in plan.patch_heads and patch_tokens is not None:
-            patch_logits[name] = logits[n_cls:]
-    return cls_logits, patch_logits
+class StepState:
+    """One side's view of the step for the producers (:class:`sslkit.outputs.StepView`)."""
+
+    def __init__(self, side: str, modules: Mapping[str, nn.Module], crops: Crops, masks: Tensor | None,
+                 masked_crops: Tensor | None, plan: StepPlan) -> None:
+        self.side, self._modules, self.crops, self.masks, self.masked_crops = side, modules, crops, masks, masked_crops
+        self._plan = plan
+        self._passes: dict[PassKey, BackboneOutput] = {}
+
+    def backbone_pass(self, model: str, crops: str, masking: str) -> BackboneOutput:
+        if model != self.side:
+            raise ValueError(f"a {self.side} request cannot read the {model}'s backbone pass")
+        key = (model, crops, masking)
+        if key not in self._passes:
+            images = self.crops.global_crops if crops == "global" else self.crops.local_crops
+            if images is None:
+                raise ValueError("the step has no local crops")
+            backbone = self._modules["backbone"]
+            blocks = self._plan.blocks.get(key, ())
+            if masking == "none":
+                self._passes[key] = backbone(images, blocks=blocks)
+            else:
+                self._passes[key] = backbone(images, self.masks, masking=masking, blocks=blocks)
+        return self._passes[key]
+
+    def module(self, model: str, name: str) -> nn.Module:
+        if model != self.side:
+            raise ValueError(f"a {self.side} request cannot read the {model}'s modules")
+        return self._modules[name]
+
+    @property
+    def passes(self) -> dict[PassKey, BackboneOutput]:
+        """The passes run so far this step."""
+        return self._passes
+
+
+def _apply_heads(values: dict[Output, Any], modules: Mapping[str, nn.Module]) -> dict[Output, Any]:
+    """Apply every request's head chain; at each stage a head runs once on the rows of all the
+    two-dimensional tensors routed through it (concatenated, then split back)."""
+    current = dict(values)
+    depth = max((len(r.heads) for r in current), default=0)
+    for stage in range(depth):
+        by_head: dict[str, list[Output]] = {}
+        for request in current:
+            if len(request.heads) > stage:
+                by_head.setdefault(request.heads[stage], []).append(request)
+        for head, requests in by_head.items():
+            flat = [r for r in requests if current[r].dim() == 2]
+            for r in requests:
+                if r not in flat:
+                    current[r] = modules[head](current[r])
+            if flat:
+                joined = torch.cat([current[r] for r in flat]) if len(flat) > 1 else current[flat[0]]
+                outputs = modules[head](joined).split([current[r].shape[0] for r in flat])
+                for r, out in zip(flat, outputs, strict=True):
+                    current[r] = out
+    return current
+
+
+def compute_side(side: str, modules: Mapping[str, nn.Module], producers: Mapping[str, Producer], crops: Crops,
+                 masks: Tensor | None, masked_crops: Tensor | None, plan: StepPlan,
+                 ) -> tuple[dict[Output, Any], dict[PassKey, BackboneOutput]]:
+    """Every request of ``side``: producer values with their heads applied, and the passes run."""
+    state = StepState(side, modules, crops, masks, masked_crops, plan)
+    values = {r: producers[r.kind](r, state) for r in plan.for_model(side)}
+    return _apply_heads(values, modules), state.passes
 
 
 class Student(nn.Module):
-    """The trained network: backbone, heads and the losses' own parameters (e.g. prototypes)."""
+    """The trained network: backbone, heads, student-only modules and the losses' own parameters."""
 
-    def __init__(self, backbone: Backbone, heads: nn.ModuleDict, losses: nn.ModuleDict) -> None:
+    def __init__(self, backbone: Backbone, heads: nn.ModuleDict, student_modules: nn.ModuleDict,
+                 losses: nn.ModuleDict) -> None:
         super().__init__()
         self.backbone = backbone
         self.heads = heads
+        self.student_modules = student_modules
         self.losses = losses
 
-    def forward(self, crops: Crops, masks: Tensor | None, plan: StepPlan,
-                ) -> tuple[BackboneOutput, BackboneOutput | None, dict[str, Tensor], dict[str, Tensor]]:
-        """Backbone on the (masked) global crops and on the local crops; heads on the planned tokens.
-
-        Returns the global and local backbone outputs, the CLS logits per head (global crops
-        first, then local crops) and the masked-patch logits per head.
-        """
-        out_global = self.backbone(crops.global_crops, masks if plan.masks else None)
-        out_local = None
-        cls_tokens = out_global.cls
-        if plan.local_crops and crops.local_crops is not None:
-            out_local = self.backbone(crops.local_crops)
-            cls_tokens = torch.cat([out_global.cls, out_local.cls])
-        masked_patches = None
-        if plan.patch_heads and masks is not None and out_global.patches is not None:
-            masked_patches = out_global.patches[masks]
-        cls_logits, patch_logits = _run_heads(self.heads, plan, cls_tokens, masked_patches)
-        return out_global, out_local, cls_logits, patch_logits
+    def forward(self, crops: Crops, masks: Tensor | None, masked_crops: Tensor | None, plan: StepPlan,
+                producers: Mapping[str, Producer]) -> tuple[dict[Output, Any], dict[PassKey, BackboneOutput]]:
+        """The student's requests (with gradients) and the backbone passes it ran."""
+        modules = {"backbone": self.backbone, **self.heads, **self.student_modules}
+        return compute_side("student", modules, producers, crops, masks, masked_crops, plan)
 
 
 class Teacher(nn.Module):
@@ -80,12 +123,8 @@ class Teacher(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, crops: Crops, masks: Tensor | None, plan: StepPlan,
-                ) -> tuple[BackboneOutput, dict[str, Tensor], dict[str, Tensor]]:
-        """Backbone on the unmasked global crops; heads on CLS and on the tokens the student masked."""
-        out = self.backbone(crops.global_crops)
-        masked_patches = None
-        if plan.patch_heads and masks is not None and out.patches is not None:
-            masked_patches = out.patches[masks]
-        cls_logits, patch_logits = _run_heads(self.heads, plan, out.cls, masked_patches)
-        return out, cls_logits, patch_logits
+    def forward(self, crops: Crops, masks: Tensor | None, masked_crops: Tensor | None, plan: StepPlan,
+                producers: Mapping[str, Producer]) -> tuple[dict[Output, Any], dict[PassKey, BackboneOutput]]:
+        """The teacher's requests (no gradients) and the backbone passes it ran."""
+        modules = {"backbone": self.backbone, **self.heads}
+        return compute_side("teacher", modules, producers, crops, masks, masked_crops, plan)

@@ -1,8 +1,8 @@
 """AdamW over the policy's parameter groups, with the schedules applied to every group each step.
 
-Reference section 6: every group's lr is ``schedule * lr_multiplier`` (0 for the heads' last
-layers while frozen) and every group's weight decay is ``schedule * wd_multiplier``, heads
-included; a group opts out of the weight-decay schedule only through ``follows_wd_schedule``
+DINOv2 (Oquab et al. 2023, appendix): every group's lr is ``schedule * lr_multiplier`` (0 during a
+group's first ``frozen_steps`` steps, e.g. DINO's prototype layer) and every group's weight decay is
+``schedule * wd_multiplier``, heads included; a group opts out of the weight-decay schedule only through ``follows_wd_schedule``
 (which exists to reproduce a known bug for ablations).
 
 Before the first optimizer step every parameter the optimizer holds must have received a
@@ -94,10 +94,9 @@ def build_optimizer(groups: list[ParamGroup], betas: tuple[float, float], eps: f
 
 
 def apply_schedules(optimizer: torch.optim.Optimizer, groups: list[ParamGroup], lr: float, weight_decay: float,
-                    freeze_last_layer: bool) -> None:
-    """Set this step's lr and weight decay on every group."""
+                    step: int) -> None:
+    """Set step ``step``'s lr and weight decay on every group."""
     for torch_group, group in zip(optimizer.param_groups, [g for g in groups if g.params], strict=True):
-        frozen = freeze_last_layer and group.is_last_layer
-        torch_group["lr"] = 0.0 if frozen else lr * group.lr_multiplier
+        torch_group["lr"] = 0.0 if step < group.frozen_steps else lr * group.lr_multiplier
         if group.follows_wd_schedule:
             torch_group["weight_decay"] = weight_decay * group.wd_multiplier

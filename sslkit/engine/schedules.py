@@ -1,4 +1,5 @@
-"""Per-step schedules (reference sections 3 and 6), pure functions of the step.
+"""The engine's per-step schedules (DINOv2, Oquab et al. 2023, appendix "training details"), pure
+functions of the step. (Schedules of component parameters are :mod:`sslkit.recipe.param_schedule`.)
 
 They reproduce DINOv2's ``CosineScheduler`` step by step (Oquab et al., 2023, training code): a
 warm-up of ``W`` steps that goes linearly from its start value at step 0 to the base value at
@@ -9,7 +10,6 @@ steps after the warm-up, and the final value from step ``T`` on.
 - lr: warm-up from 0 to the peak, then cosine to ``min_lr``.
 - weight decay: cosine from ``start`` to ``end`` over the run (no warm-up).
 - EMA momentum: cosine from ``start`` to ``end`` (1.0) over the run (no warm-up).
-- teacher temperature: warm-up from ``start`` to ``end``, then constant.
 """
 
 from __future__ import annotations
@@ -49,10 +49,6 @@ class Schedules:
     wd_end: float
     momentum_start: float
     momentum_end: float
-    temp_start: float
-    temp_end: float
-    temp_warmup_steps: int
-    freeze_last_layer_steps: int
 
     def lr(self, step: int) -> float:
         """Warm-up from 0 to ``peak_lr`` over ``warmup_steps``, then cosine to ``min_lr`` at ``max_steps``."""
@@ -65,12 +61,6 @@ class Schedules:
 
     def momentum(self, step: int) -> float:
         return cosine(step, self.max_steps, self.momentum_start, self.momentum_end)
-
-    def teacher_temp(self, step: int) -> float:
-        return linspace_warmup(step, self.temp_warmup_steps, self.temp_start, self.temp_end)
-
-    def last_layer_frozen(self, step: int) -> bool:
-        return step < self.freeze_last_layer_steps
 
 
 def peak_lr(base_lr: float, global_batch: int, reference_batch: int, scaling: str) -> float:

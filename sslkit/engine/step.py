@@ -7,47 +7,60 @@ plugin computes its term from them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sslkit import distributed
-from sslkit.components import Crops, StepContext, StepOutputs
-from sslkit.engine.model import Teacher
-from sslkit.engine.plan import StepPlan
+from sslkit.components import StepContext
+from sslkit.engine.plan import PassKey, StepPlan
 from sslkit.engine.step_timer import UNTIMED, StepTimer
+from sslkit.outputs import Output, Producer, StepInputs
+from sslkit.step_data import BackboneOutput, Crops
 
 
-def compute_outputs(student: nn.Module, teacher: Teacher, crops: Crops, masks: Tensor | None,
-                    masked_crops: Tensor | None, plan: StepPlan, timer: StepTimer = UNTIMED) -> StepOutputs:
-    """Run the teacher (no gradients) and the student once each and collect what losses need
+@dataclass
+class StepOutputs:
+    """Everything the models computed in one step: the value of every planned request and the
+    backbone passes that ran (the monitor reads the passes: CLS statistics, patch PCA images)."""
+
+    values: dict[Output, Any]
+    passes: dict[PassKey, BackboneOutput]
+
+    def inputs_of(self, declared: Mapping[str, Output]) -> StepInputs:
+        """One loss's inputs, by the names it declared (``declared``: its resolved requests)."""
+        return StepInputs({name: self.values[request] for name, request in declared.items()})
+
+
+def compute_outputs(student: nn.Module, teacher: nn.Module, crops: Crops, masks: Tensor | None,
+                    masked_crops: Tensor | None, plan: StepPlan, producers: Mapping[str, Producer],
+                    timer: StepTimer = UNTIMED) -> StepOutputs:
+    """Run the teacher (no gradients; skipped when no loss asks for it) and the student once each
     (``timer`` times the two passes on logging steps)."""
-    with timer.phase("teacher_forward"):
-        teacher_global, teacher_cls, teacher_patch = teacher(crops, masks, plan)
+    values: dict[Output, Any] = {}
+    passes: dict[PassKey, BackboneOutput] = {}
+    if plan.uses("teacher"):
+        with timer.phase("teacher_forward"):
+            teacher_values, teacher_passes = teacher(crops, masks, masked_crops, plan, producers)
+        values.update(teacher_values)
+        passes.update(teacher_passes)
     with timer.phase("student_forward"):
-        student_global, student_local, student_cls, student_patch = student(crops, masks, plan)
-    return StepOutputs(
-        student_global=student_global,
-        teacher_global=teacher_global,
-        student_local=student_local,
-        masks=masks,
-        masked_crops=masked_crops,
-        student_cls_logits=student_cls,
-        teacher_cls_logits=teacher_cls,
-        student_masked_logits=student_patch,
-        teacher_masked_logits=teacher_patch,
-        crops=crops,
-    )
+        student_values, student_passes = student(crops, masks, masked_crops, plan, producers)
+    values.update(student_values)
+    passes.update(student_passes)
+    return StepOutputs(values, passes)
 
 
-def compute_losses(losses: nn.ModuleDict, weights: dict[str, float], outputs: StepOutputs,
+def compute_losses(losses: nn.ModuleDict, weights: Mapping[str, float], outputs: StepOutputs, plan: StepPlan,
                    ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
     """Every loss term (unweighted, detached for logging) and the weighted total (with gradients)."""
     terms: dict[str, Tensor] = {}
     total: Tensor | None = None
     for name, loss in losses.items():
-        value = loss(outputs, ctx)
+        value = loss(outputs.inputs_of(plan.inputs[name]), ctx)
         terms[name] = value.detach().float()
         weighted = value.float() * weights[name]
         total = weighted if total is None else total + weighted

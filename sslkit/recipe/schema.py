@@ -54,7 +54,11 @@ class ModelSection:
 
     backbone: Component = param(default_factory=lambda: {"name": "vit"}, doc="Backbone plugin and its parameters.")
     heads: dict[str, Component] = param(default_factory=dict,
-                                        doc="Projection heads by name; losses refer to them by this name.")
+                                        doc="Projection heads by name (on the student and, as EMA copies, the "
+                                            "teacher); losses refer to them by this name.")
+    student_modules: dict[str, Component] = param(
+        default_factory=dict, doc="Modules that exist on the student only (e.g. a BYOL predictor), by name; head "
+                                  "plugins, applied where a loss's request names them.")
 
 
 @dataclass
@@ -68,7 +72,7 @@ class MaskingSection:
 
 @dataclass
 class OptimSection:
-    """AdamW and its schedules (reference section 6)."""
+    """AdamW (Loshchilov and Hutter 2019) and its schedules (DINOv2, Oquab et al. 2023, section 4 and appendix)."""
 
     param_groups: Component = param(default_factory=lambda: {"name": "dinov2"},
                                     doc="Optimizer-grouping policy (lr / weight-decay multipliers).")
@@ -83,20 +87,16 @@ class OptimSection:
     betas: tuple[float, float] = param((0.9, 0.999), "AdamW betas.")
     eps: float = param(1e-8, "AdamW epsilon.", gt=0.0)
     clip_grad: float | None = param(3.0, "Clip the global gradient norm to this value (null: no clipping).", gt=0.0)
-    freeze_last_layer_epochs: float = param(1.0, "Epochs during which the heads' last layers get lr 0.", ge=0.0)
     implementation: Literal["auto", "foreach", "fused", "for_loop"] = param(
         "auto", "AdamW kernel; auto: fused on CUDA and CPU, foreach elsewhere.")
 
 
 @dataclass
 class TeacherSection:
-    """The EMA teacher and its temperature (reference sections 1 and 3)."""
+    """The EMA teacher (mean teacher, Tarvainen and Valpola 2017; DINO, Caron et al. 2021, section 3.1)."""
 
     momentum: float = param(0.992, "EMA momentum at the start (cosine schedule to momentum_end).", ge=0.0, le=1.0)
     momentum_end: float = param(1.0, "EMA momentum at the end of the run.", ge=0.0, le=1.0)
-    temp: float = param(0.04, "Teacher softmax temperature at the start of the warm-up.", gt=0.0)
-    temp_end: float = param(0.07, "Teacher temperature after the warm-up.", gt=0.0)
-    temp_warmup_epochs: float = param(30.0, "Linear teacher-temperature warm-up length in epochs.", ge=0.0)
 
 
 @dataclass

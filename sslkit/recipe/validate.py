@@ -8,6 +8,7 @@ match.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from sslkit.errors import Problem, RecipeError
 from sslkit.params import to_dict, validate
 from sslkit.recipe.compose import apply_overrides, load_layers
+from sslkit.recipe.migration import moved_keys
+from sslkit.recipe.param_schedule import ParamSchedule, is_schedule, parse_schedule
 from sslkit.recipe.schema import Recipe
 from sslkit.recipe.source import Locations
 from sslkit.registry import Component, Registry, get_registry
@@ -31,6 +34,7 @@ class ComponentSpec:
     component: Component
     params: Any
     weight: float = 1.0
+    schedules: dict[str, ParamSchedule] = field(default_factory=dict)  # parameter (or "weight") -> schedule
 
 
 @dataclass
@@ -55,6 +59,7 @@ def _component_entries(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
                ("masker", "masking.masker", recipe.masking.masker),
                ("param_groups", "optim.param_groups", recipe.optim.param_groups)]
     entries += [("head", f"model.heads.{n}", spec) for n, spec in recipe.model.heads.items()]
+    entries += [("head", f"model.student_modules.{n}", spec) for n, spec in recipe.model.student_modules.items()]
     entries += [("loss", f"losses.{n}", spec) for n, spec in recipe.losses.items()]
     for which in ("train_data", "test_data"):
         spec = getattr(recipe.eval, which)
@@ -77,19 +82,50 @@ def _check_component(kind: str, key: str, spec: dict[str, Any], registry: Regist
         problems.append(Problem(f"{key}.name", str(exc), locate(f"{key}.name") or locate(key)))
         return None
     reserved = RESERVED_KEYS.get(kind, ("name",))
-    weight = spec.get("weight", 1.0)
+    schedules, values = _schedules(key, kind, component, spec, locations, problems)
+    weight = values.get("weight", 1.0)
     if kind == "loss" and (isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0):
         problems.append(Problem(f"{key}.weight", f"expected a number >= 0, got {weight!r}", locate(f"{key}.weight")))
-    values = {k: v for k, v in spec.items() if k not in reserved}
+    values = {k: v for k, v in values.items() if k not in reserved}
     params = validate(component.params, values, prefix=key, locate=locate, problems=problems)
-    return ComponentSpec(key, component, params, float(weight) if kind == "loss" else 1.0)
+    for scheduled, schedule in schedules.items() if params is not None else ():
+        for extreme in schedule.extremes():  # every value a schedule takes must satisfy the bounds
+            if scheduled == "weight" and extreme < 0:
+                problems.append(Problem(f"{key}.weight", f"a weight schedule takes the value {extreme}; weights "
+                                        "must be >= 0", locate(f"{key}.weight")))
+            elif scheduled != "weight":
+                validate(component.params, {**values, scheduled: extreme}, prefix=key, locate=locate,
+                         problems=problems)
+    return ComponentSpec(key, component, params, float(weight) if kind == "loss" else 1.0, schedules)
+
+
+def _schedules(key: str, kind: str, component: Component, spec: dict[str, Any], locations: Locations,
+               problems: list[Problem]) -> tuple[dict[str, ParamSchedule], dict[str, Any]]:
+    """The entry's scheduled parameters, and the entry with each replaced by its value at step 0."""
+    hints = typing.get_type_hints(component.params)
+    schedules: dict[str, ParamSchedule] = {}
+    values = dict(spec)
+    for name, value in spec.items():
+        if not is_schedule(value):
+            continue
+        where = locations.get(f"{key}.{name}") or locations.get(key)
+        if not (name in hints and hints[name] in (float, float | None)) and not (name == "weight" and kind == "loss"):
+            problems.append(Problem(f"{key}.{name}", "only float parameters (and a loss's weight) can be scheduled",
+                                    where))
+            continue
+        schedule, found = parse_schedule(value)
+        problems.extend(Problem(f"{key}.{name}", message, where) for message in found)
+        if schedule is not None:
+            schedules[name] = schedule
+            values[name] = schedule.value(0, 1, 1)
+    return schedules, values
 
 
 def resolve(data: dict[str, Any], locations: Locations, source: str,
             registry: Registry | None = None) -> ResolvedRecipe:
     """Validate composed recipe ``data``; raise :class:`RecipeError` listing every problem."""
     registry = registry or get_registry()
-    problems: list[Problem] = []
+    problems: list[Problem] = moved_keys(data, locations)
     recipe = validate(Recipe, data, locate=locations.get, problems=problems)
     if recipe is None:
         raise RecipeError(problems, header=f"invalid recipe {source}")
@@ -108,8 +144,17 @@ def resolve(data: dict[str, Any], locations: Locations, source: str,
         if spec.component.kind == "loss":
             entry["weight"] = spec.weight
         entry.update(to_dict(spec.params))
+        entry.update({name: spec_data for name, spec_data in _entry(recipe, key).items() if name in spec.schedules})
         _set_dotted(plain, key, entry)
     return ResolvedRecipe(recipe, components, plain, source, locations)
+
+
+def _entry(recipe: Recipe, dotted: str) -> dict[str, Any]:
+    """The component entry at ``dotted`` as written (schedules unresolved)."""
+    node: Any = recipe
+    for part in dotted.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return dict(node)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
