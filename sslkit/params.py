@@ -159,11 +159,14 @@ def validate(
     prefix: str = "",
     locate: Locate | None = None,
     problems: list[Problem] | None = None,
+    reserved: tuple[str, ...] = (),
 ) -> T:
     """Build ``schema`` from ``values``; raise :class:`sslkit.errors.RecipeError` on problems.
 
     When ``problems`` is given, problems are appended to it instead of raised (the caller
-    collects them across a whole recipe).
+    collects them across a whole recipe). ``reserved`` names keys that the caller handles itself
+    and removed from ``values`` (e.g. ``name`` and ``weight`` of a loss entry): they are listed,
+    and suggested, as allowed keys in the message about an unknown key.
     """
     from sslkit.errors import RecipeError
 
@@ -175,9 +178,10 @@ def validate(
     hints = typing.get_type_hints(schema)
     fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
     join = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)
+    allowed = sorted({*fields, *reserved})
     for unknown in sorted(set(values) - set(fields)):
         key = join(unknown)
-        problems.append(Problem(key, f"unknown key{suggest(unknown, fields)}; allowed: {', '.join(sorted(fields))}",
+        problems.append(Problem(key, f"unknown key{suggest(unknown, allowed)}; allowed: {', '.join(allowed)}",
                                 locate(key)))
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():

@@ -87,7 +87,7 @@ def _check_component(kind: str, key: str, spec: dict[str, Any], registry: Regist
     if kind == "loss" and (isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0):
         problems.append(Problem(f"{key}.weight", f"expected a number >= 0, got {weight!r}", locate(f"{key}.weight")))
     values = {k: v for k, v in values.items() if k not in reserved}
-    params = validate(component.params, values, prefix=key, locate=locate, problems=problems)
+    params = validate(component.params, values, prefix=key, locate=locate, problems=problems, reserved=reserved)
     for scheduled, schedule in schedules.items() if params is not None else ():
         for extreme in schedule.extremes():  # every value a schedule takes must satisfy the bounds
             if scheduled == "weight" and extreme < 0:

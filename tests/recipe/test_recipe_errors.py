@@ -3,13 +3,16 @@ dotted key, what was expected and a close match, and the CLI exits non-zero with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sslkit.cli.main import main
 from sslkit.errors import RecipeError, SSLKitError
+from sslkit.params import param
 from sslkit.recipe import load_recipe
+from sslkit.testing.registry import registered
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
 
@@ -64,6 +67,31 @@ def test_all_problems_are_reported_together(write_recipe) -> None:
     keys = [p.key for p in info.value.problems]
     assert keys == ["train.max_step", "optim.base_lr", "train.log_every"] or set(keys) == {
         "train.max_step", "train.log_every", "optim.base_lr"}
+
+
+@dataclass
+class _ProbeParams:
+    scale: float = param(1.0, "A parameter, so that the schema has a key of its own.")
+
+
+def _allowed(message: str, key: str) -> list[str]:
+    """The keys after "allowed:" in the message line about ``key``."""
+    [line] = [line for line in message.splitlines() if f"{key}: unknown key" in line]
+    return line.split("allowed: ")[1].split(", ")
+
+
+@pytest.mark.parametrize(("kind", "section", "reserved"), [("loss", "losses.probe", {"name", "weight"}),
+                                                           ("masker", "masking.masker", {"name"})])
+def test_unknown_key_of_a_component_lists_and_suggests_its_reserved_keys(write_recipe, kind: str, section: str,
+                                                                         reserved: set[str]) -> None:
+    parent, child = section.split(".")
+    path = _recipe(write_recipe, f"{parent}:\n  {child}:\n    name: probe\n    nmae: x\n    wieght: 1.0\n")
+    with registered(kind, "probe", lambda params, ctx: None, _ProbeParams):
+        message = _error(path)
+    assert f"{section}.nmae: unknown key (did you mean 'name'?)" in message
+    for typo in ("nmae", "wieght"):
+        assert set(_allowed(message, f"{section}.{typo}")) == {"scale", *reserved}
+    assert ("(did you mean 'weight'?)" in message) == ("weight" in reserved)
 
 
 def test_override_errors_name_the_command_line(write_recipe) -> None:
