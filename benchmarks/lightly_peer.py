@@ -195,11 +195,16 @@ def config_from_recipe(resolved: Any, tar_path: str, precision: str) -> PeerConf
     if dino_head["hidden_dim"] != ibot_head["hidden_dim"] or dino_head["bottleneck_dim"] != ibot_head["bottleneck_dim"]:
         raise SystemExit("the peer's iBOT head has the DINO head's MLP widths; the recipe's differ")
     from sslkit.engine.schedules import peak_lr
+    from sslkit.recipe.param_schedule import ParamSchedule
     from sslkit_plugins.backbones.vit_params import VIT_SIZES
 
     sizes = dict(zip(("embed_dim", "depth", "num_heads"), VIT_SIZES[bb["size"]], strict=True))
     embed_dim, depth, num_heads = (bb.get(key) or default for key, default in sizes.items())
     epoch = r.train.epoch_length
+    dino_key = next(f"losses.{name}" for name, spec in losses.items() if spec["name"] == "dino")
+    dino_temp = resolved.spec(dino_key)
+    temp = dino_temp.schedules.get("teacher_temp") or ParamSchedule(
+        "constant", start=dino_temp.params.teacher_temp, end=dino_temp.params.teacher_temp)
     return PeerConfig(
         tar_path=tar_path,
         batch_size=r.data.batch_size,
@@ -233,8 +238,8 @@ def config_from_recipe(resolved: Any, tar_path: str, precision: str) -> PeerConf
         warmup_steps=round(r.optim.warmup_epochs * epoch),
         weight_decay=(r.optim.weight_decay, r.optim.weight_decay_end),
         momentum=(r.teacher.momentum, r.teacher.momentum_end),
-        teacher_temp=(r.teacher.temp, r.teacher.temp_end),
-        teacher_temp_warmup_steps=round(r.teacher.temp_warmup_epochs * epoch),
+        teacher_temp=(temp.start, temp.end),
+        teacher_temp_warmup_steps=round((temp.length or 0) * (epoch if temp.unit == "epochs" else 1)),
         max_steps=r.train.max_steps,
         epoch_length=epoch,
         precision=precision,

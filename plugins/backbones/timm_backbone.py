@@ -12,6 +12,7 @@ only: no patch tokens, no masks.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import timm
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from sslkit.components import Backbone, BackboneOutput, BuildContext
 from sslkit.errors import SSLKitError
+from sslkit.outputs import Masking
 from sslkit.params import param
 from sslkit_plugins.backbones.layer_ids import transformer_layer_id
 
@@ -69,6 +71,7 @@ class TimmBackbone(Backbone):
             self.num_layers = len(vit.blocks)
             self.supports_masking = True
             self.supports_patch_tokens = True
+            self.supports_block_outputs = True
             self.num_cls_tokens = 0 if vit.cls_token is None else 1
             self.num_register_tokens = 0 if vit.reg_token is None else int(vit.reg_token.shape[1])
             self.num_prefix_tokens = int(vit.num_prefix_tokens)
@@ -79,7 +82,12 @@ class TimmBackbone(Backbone):
         """The ViT's transformer blocks (the units a sharded strategy wraps); ``None`` otherwise."""
         return self.model.blocks if self.is_vit else None
 
-    def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:
+    def forward(self, images: Tensor, masks: Tensor | None = None, *, masking: Masking = "replace",
+                blocks: Sequence[int] = ()) -> BackboneOutput:
+        """Masked patches are replaced by the mask token; ``blocks``: patch outputs of these blocks
+        (ViTs; the engine asks only backbones with ``supports_block_outputs``)."""
+        if masking == "drop":
+            raise SSLKitError("backbone timm cannot drop masked patches; use the vit backbone")
         if not self.is_vit:
             if masks is not None:
                 raise SSLKitError(
@@ -100,13 +108,17 @@ class TimmBackbone(Backbone):
             masked = masks.reshape(x.shape[:3]).unsqueeze(-1)
             x = torch.where(masked, self.mask_token.to(x.dtype), x)
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
-        for block in vit.blocks:
+        wanted, intermediate = set(blocks), {}
+        for i, block in enumerate(vit.blocks):
             x = block(x)
+            if i in wanted:
+                intermediate[i] = x[:, self.num_prefix_tokens :]
         x = vit.norm(x)
         cls = x[:, 0] if self.num_cls_tokens else vit.forward_head(x, pre_logits=True)
         first, r = self.num_cls_tokens, self.num_register_tokens
         registers = x[:, first : first + r] if r else None
-        return BackboneOutput(cls=cls, patches=x[:, self.num_prefix_tokens :], registers=registers)
+        return BackboneOutput(cls=cls, patches=x[:, self.num_prefix_tokens :], registers=registers,
+                              blocks=intermediate)
 
     def mask_only_parameters(self) -> list[str]:
         """ViTs: our mask token (unused without masks); other models have none."""

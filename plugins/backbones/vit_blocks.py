@@ -33,9 +33,13 @@ class PatchEmbed(nn.Module):
 AttentionKernel = Literal["auto", "sdpa", "explicit"]
 
 
-def _explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` as three plain kernels (Vaswani et al. 2017, eq. 1)."""
-    weights = F.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1)
+def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` as three plain kernels (Vaswani et al. 2017, eq. 1); keys where the
+    boolean ``attn_mask`` is False get no weight."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = F.softmax(scores, dim=-1)
     return weights.to(v.dtype) @ v
 
 
@@ -73,12 +77,13 @@ class Attention(nn.Module):
             return x.shape[1] <= self.EXPLICIT_MAX_TOKENS and _cpu_reduced_precision(x)
         return self.kernel == "explicit"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """``attn_mask``: optional bool ``[B, 1, 1, N]``, False for padding keys (never attended to)."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         attend = _explicit_attention if self._use_explicit(x) else F.scaled_dot_product_attention
-        x = attend(q, k, v)  # scale 1 / sqrt(head_dim)
+        x = attend(q, k, v) if attn_mask is None else attend(q, k, v, attn_mask=attn_mask)  # scale 1 / sqrt(d)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
 
@@ -165,28 +170,31 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, layerscale_init) if layerscale_init is not None else nn.Identity()
         self.drop_path_rate = drop_path_rate
 
-    def _attn_branch(self, x: Tensor) -> Tensor:
-        return self.ls1(self.attn(self.norm1(x)))
+    def _attn_branch(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        return self.ls1(self.attn(self.norm1(x), attn_mask))
 
-    def _mlp_branch(self, x: Tensor) -> Tensor:
+    def _mlp_branch(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         return self.ls2(self.mlp(self.norm2(x)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """``attn_mask``: optional bool ``[B, 1, 1, N]``, False for padding tokens (sequences of
+        different lengths, e.g. after dropping masked patches)."""
         rate = self.drop_path_rate if self.training else 0.0
         if rate > SUBSET_DROP_PATH_ABOVE:
-            x = _add_on_subset(x, self._attn_branch, rate)
-            return _add_on_subset(x, self._mlp_branch, rate)
+            x = _add_on_subset(x, self._attn_branch, rate, attn_mask)
+            return _add_on_subset(x, self._mlp_branch, rate, attn_mask)
         if rate > 0.0:
-            x = x + drop_path(self._attn_branch(x), rate)
+            x = x + drop_path(self._attn_branch(x, attn_mask), rate)
             return x + drop_path(self._mlp_branch(x), rate)
-        x = x + self._attn_branch(x)
+        x = x + self._attn_branch(x, attn_mask)
         return x + self._mlp_branch(x)
 
 
-def _add_on_subset(x: Tensor, branch: Callable[[Tensor], Tensor], rate: float) -> Tensor:
+def _add_on_subset(x: Tensor, branch: Callable[[Tensor, Tensor | None], Tensor], rate: float,
+                   attn_mask: Tensor | None) -> Tensor:
     """``x`` plus ``branch`` computed on a random subset of the batch, rescaled to keep the expectation."""
     b = x.shape[0]
     keep = max(int(b * (1.0 - rate)), 1)
     subset = torch.randperm(b, device=x.device)[:keep]
-    residual = branch(x[subset])
+    residual = branch(x[subset], attn_mask[subset] if attn_mask is not None else None)
     return torch.index_add(x, 0, subset, residual.to(x.dtype), alpha=b / keep)

@@ -1,45 +1,64 @@
 """What a run reports while it trains: TensorBoard scalars and images, ``metrics.jsonl``,
-the terminal progress line, and the collapse detector (reference: issue on monitoring)."""
+the terminal progress line, and the collapse detector.
+
+The monitor knows no method: it logs the loss terms, the optimizer's groups, the schedules, the
+student's CLS-feature statistics and whatever each loss reports in ``diagnostics()``. It sees the
+run through a :class:`MonitorView`, not the trainer."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from sslkit.components import Crops, StepOutputs
+from sslkit.engine.plan import PassKey
 from sslkit.engine.step_timer import StepTimer
+from sslkit.errors import SSLKitError
 from sslkit.monitoring import diagnostics
 from sslkit.monitoring.images import crops_grid, patch_pca_images
 from sslkit.monitoring.progress import Progress
 from sslkit.params import validate
 from sslkit.recipe import ResolvedRecipe
-
-if TYPE_CHECKING:
-    from sslkit.engine.trainer import Trainer
+from sslkit.step_data import BackboneOutput, Crops
 
 log = logging.getLogger("sslkit")
+
+
+@dataclass(frozen=True)
+class MonitorView:
+    """What the monitor reads of a run."""
+
+    output_dir: Path
+    is_main: bool
+    device: torch.device
+    global_batch: int
+    patch_size: int | None
+    optimizer: torch.optim.Optimizer
+    losses: Mapping[str, nn.Module]  # each with diagnostics()
+    schedule_values: Callable[[int], dict[str, float]]  # step -> {"momentum": ..., "<recipe key>": ...}
 
 
 class RunMonitor:
     """Collects per-step values cheaply and writes them every ``train.log_every`` steps (rank 0 only)."""
 
-    def __init__(self, trainer: Trainer, resolved: ResolvedRecipe) -> None:
-        self.trainer = trainer
+    def __init__(self, run: MonitorView, resolved: ResolvedRecipe) -> None:
+        self.run = run
         self.recipe = resolved.recipe
-        self.enabled = trainer.info.is_main
+        self.enabled = run.is_main
         self.writer: Any = None
         self.progress: Progress | None = None
         self.detector = diagnostics.CollapseDetector(
             validate(diagnostics.CollapseParams, self.recipe.monitor.collapse, prefix="monitor.collapse"))
         self._captured: dict[str, Tensor] = {}
-        self._captured_step = 0
         #: per-phase step times, taken on the steps this process writes (``time/<phase>`` scalars)
-        self.timer = StepTimer(trainer.info.device)
+        self.timer = StepTimer(run.device)
         self._window_start = time.perf_counter()
         self._window_images = 0
         self._window_wait = 0.0
@@ -50,7 +69,7 @@ class RunMonitor:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(self.trainer.output_dir))
+        self.writer = SummaryWriter(log_dir=str(self.run.output_dir))
         self.writer.add_text("recipe", f"```\n{self._resolved_text}\n```", step)
         self.progress = Progress(self.recipe.train.max_steps, start_step=step, log_every=self.recipe.train.log_every)
         self._window_start = time.perf_counter()
@@ -67,29 +86,29 @@ class RunMonitor:
         """Start ``step``: its phases are timed when it is a logging step of the writing process."""
         self.timer.begin(self.enabled and self.is_log_step(step))
 
-    def capture(self, step: int, crops: Crops, outputs: StepOutputs, masks: Tensor | None) -> None:
+    def capture(self, step: int, crops: Crops, passes: Mapping[PassKey, BackboneOutput],
+                masks: Tensor | None) -> None:
         """Keep (detached) what the diagnostics and images of this step need; no device sync."""
         if not self.enabled:
             return
+        student = next((out for (model, crop_set, _), out in passes.items()
+                        if model == "student" and crop_set == "global"), None)
         if self.is_log_step(step):
-            self._captured = {"student_cls": outputs.student_global.cls.detach()}
-            self._captured_step = step
-            for name, logits in outputs.teacher_cls_logits.items():
-                self._captured[f"teacher_logits/{name}"] = logits.detach()
+            self._captured = {"student_cls": student.cls.detach()} if student is not None else {}
         if self._image_step(step) and self.writer is not None:
-            patch = self.trainer.parts.backbone.patch_size
+            patch = self.run.patch_size
             self.writer.add_images("crops/global", crops_grid(crops.global_crops, masks, patch), step)
             if crops.local_crops is not None:
                 self.writer.add_images("crops/local", crops_grid(crops.local_crops, None, patch), step)
-            if outputs.teacher_global.patches is not None and patch:
+            teacher = passes.get(("teacher", "global", "none"))
+            side, features = ("teacher", teacher) if teacher is not None else ("student", student)
+            if features is not None and features.patches is not None and patch:
                 grid = (crops.global_crops.shape[-2] // patch, crops.global_crops.shape[-1] // patch)
-                self.writer.add_images("teacher/patch_pca", patch_pca_images(outputs.teacher_global.patches, grid),
-                                       step)
+                self.writer.add_images(f"{side}/patch_pca", patch_pca_images(features.patches, grid), step)
 
     def after_step(self, step: int, terms: dict[str, Tensor], data_wait: float) -> dict[str, float]:
         """Account for one finished step; every ``log_every`` steps write everything (one sync)."""
-        t = self.trainer
-        self._window_images += t.global_batch
+        self._window_images += self.run.global_batch
         self._window_wait += data_wait
         if not self.is_log_step(step - 1):
             return {}
@@ -112,43 +131,27 @@ class RunMonitor:
         for warning in self.detector.check(values, step):
             log.warning("step %d: %s", step, warning)
             if self.recipe.monitor.stop_on_collapse:
-                from sslkit.errors import SSLKitError
-
                 raise SSLKitError(f"stopped at step {step} (monitor.stop_on_collapse): {warning}")
         if self.progress is not None:
             self.progress.update(step, images, {"loss": values["loss/total"]})
         return {k[5:]: v for k, v in values.items() if k.startswith("loss/")}
 
     def _schedule_values(self, step: int) -> dict[str, float]:
-        t, s = self.trainer, self.trainer.schedules
-        values = {"schedule/momentum": s.momentum(step), "schedule/teacher_temp": s.teacher_temp(step),
-                  "schedule/weight_decay": s.weight_decay(step)}
-        groups = t.optimizer.param_groups
-        for group in (groups[0], groups[-1]) if len(groups) > 1 else groups:
+        values = {f"schedule/{key}": value for key, value in self.run.schedule_values(step).items()}
+        for group in self.run.optimizer.param_groups:
             values[f"lr/{group['name']}"] = group["lr"]
             values[f"weight_decay/{group['name']}"] = group["weight_decay"]
-        for group in groups:
-            if group["name"].startswith("heads") and f"lr/{group['name']}" not in values:
-                values[f"lr/{group['name']}"] = group["lr"]
-                values[f"weight_decay/{group['name']}"] = group["weight_decay"]
         return values
 
     def _diagnostics(self) -> dict[str, float]:
-        """Health metrics of the captured step: teacher distributions per head, student CLS features,
-        and whatever the losses report (e.g. center norms)."""
-        found: dict[str, Tensor] = {}
+        """Health metrics of the captured step: the student's CLS features and whatever the losses
+        report (``health/loss_<entry>/<key>``)."""
+        found: dict[str, Tensor | float] = {}
         cls = self._captured.get("student_cls")
-        if cls is not None:
-            for key, value in diagnostics.health_metrics(features=cls.float()).items():
+        if cls is not None and cls.shape[0] >= 2:
+            for key, value in diagnostics.feature_health(cls.float()).items():
                 found[f"health/student_cls/{key}"] = value
-        temp = self.trainer.schedules.teacher_temp(self._captured_step)
-        for key, logits in self._captured.items():
-            if key.startswith("teacher_logits/"):
-                name = key.split("/", 1)[1]
-                probs = torch.softmax(logits.float() / temp, dim=-1)
-                for metric, value in diagnostics.health_metrics(probs=probs).items():
-                    found[f"health/{name}/{metric}"] = value
-        for name, loss in self.trainer.parts.losses.items():
+        for name, loss in self.run.losses.items():
             for key, value in loss.diagnostics().items():
                 found[f"health/loss_{name}/{key}"] = value
         if not found:
@@ -158,7 +161,7 @@ class RunMonitor:
 
     def _memory(self) -> dict[str, float]:
         values = {}
-        device = self.trainer.info.device
+        device = self.run.device
         if device.type == "cuda":
             values["memory/cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         try:
@@ -170,7 +173,7 @@ class RunMonitor:
         return values
 
     def _write_jsonl(self, record: dict[str, Any]) -> None:
-        with open(self.trainer.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        with open(self.run.output_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def log_eval(self, step: int, metrics: dict[str, float]) -> dict[str, float]:

@@ -2,8 +2,8 @@
 
 DINOv2 (Oquab et al. 2023, appendix): every group's lr is ``schedule * lr_multiplier`` (0 during a
 group's first ``frozen_steps`` steps, e.g. DINO's prototype layer) and every group's weight decay is
-``schedule * wd_multiplier``, heads included; a group opts out of the weight-decay schedule only through ``follows_wd_schedule``
-(which exists to reproduce a known bug for ablations).
+``schedule * wd_multiplier``, heads included; a group opts out of the weight-decay schedule only
+through ``follows_wd_schedule`` (which exists to reproduce a known bug for ablations).
 
 Before the first optimizer step every parameter the optimizer holds must have received a
 gradient: a trainable parameter that no loss reaches would stall DDP's gradient reduction.

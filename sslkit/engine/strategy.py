@@ -70,12 +70,13 @@ def resolve_strategy(strategy: str, world_size: int) -> str:
 
 
 def _shard_units(module: nn.Module) -> list[nn.Module]:
-    """Transformer blocks of the backbone and each head: the FSDP2 units."""
+    """Transformer blocks of the backbone, each head and each student-only module: the FSDP2 units."""
     units: list[nn.Module] = []
     blocks = getattr(module.backbone, "blocks", None)
     if isinstance(blocks, nn.Sequential | nn.ModuleList):
         units.extend(blocks)
     units.extend(module.heads.values())
+    units.extend(getattr(module, "student_modules", {}).values())
     return units
 
 

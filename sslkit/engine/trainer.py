@@ -1,4 +1,5 @@
-"""The generic student-teacher training loop (reference section 1), knowing no specific method.
+"""The generic student-teacher training loop (DINO, Caron et al. 2021, algorithm 1; DINOv2, Oquab et al.
+2023, section 4), knowing no specific method.
 
 Per step: draw crops on the device, select and mask global crops, teacher and student
 outputs, every loss term, backward, gradient clipping, AdamW with scheduled lr / weight decay,
@@ -26,7 +27,7 @@ from sslkit.engine.ema import ema_update
 from sslkit.engine.evaluation import OnlineEvaluator
 from sslkit.engine.masking import step_masks
 from sslkit.engine.model import Student, Teacher
-from sslkit.engine.monitor import RunMonitor
+from sslkit.engine.monitor import MonitorView, RunMonitor
 from sslkit.engine.optimizer import apply_schedules, build_optimizer, check_first_step_gradients, check_groups
 from sslkit.engine.precision import DTYPES, announce, autocast, check_precision, grad_scaler, resolve_precision
 from sslkit.engine.run_dir import write_run_info
@@ -80,10 +81,6 @@ def _schedules(resolved: ResolvedRecipe, global_batch: int) -> Schedules:
         wd_end=r.optim.weight_decay_end,
         momentum_start=r.teacher.momentum,
         momentum_end=r.teacher.momentum_end,
-        temp_start=r.teacher.temp,
-        temp_end=r.teacher.temp_end,
-        temp_warmup_steps=round(r.teacher.temp_warmup_epochs * epoch),
-        freeze_last_layer_steps=round(r.optim.freeze_last_layer_epochs * epoch),
     )
 
 
@@ -103,7 +100,8 @@ class Trainer:
         self.global_batch = r.data.batch_size * self.info.world_size
         torch.manual_seed(seeding.derive_seed(r.run.seed, "init"))
         self.parts: Components = build_components(resolved)
-        self.student = Student(self.parts.backbone, self.parts.heads, self.parts.losses).to(self.info.device)
+        self.student = Student(self.parts.backbone, self.parts.heads, self.parts.student_modules,
+                               self.parts.losses).to(self.info.device)
         self.teacher = Teacher(self.student).to(self.info.device)
         param_dtype = DTYPES.get(self.precision.resolved) if self.strategy == "fsdp2" else None
         self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
@@ -120,7 +118,9 @@ class Trainer:
             self.teacher.compile()
         self.scaler = grad_scaler(self.precision.resolved, self.info.device)
         self.schedules = _schedules(resolved, self.global_batch)
-        self.state = RunState(self, get_registry())
+        self.state = RunState(student=self.student, teacher=self.teacher, optimizer=self.optimizer, scaler=self.scaler,
+                              info=self.info, output_dir=output_dir, keep_checkpoints=r.train.keep_checkpoints,
+                              recipe_data=resolved.data, registry=get_registry())
         if self.info.is_main:
             announce(self.precision)
             if self.parts.frozen:
@@ -128,11 +128,19 @@ class Trainer:
             write_run_info(output_dir, {"precision": self.precision.as_dict(), **device_info(self.info.device),
                                         "strategy": self.strategy, "world_size": self.info.world_size,
                                         "cpu": cpu_info()})
-        self.monitor = RunMonitor(self, resolved)
+        self.monitor = RunMonitor(MonitorView(output_dir=output_dir, is_main=self.info.is_main, device=self.info.device,
+                                              global_batch=self.global_batch, patch_size=self.parts.backbone.patch_size,
+                                              optimizer=self.optimizer, losses=dict(self.parts.losses.items()),
+                                              schedule_values=self._schedule_values), resolved)
         self.evaluator = OnlineEvaluator(resolved, self.info)
         self._stop_signal: str | None = None
 
     # -- the step -------------------------------------------------------------------------
+    def _schedule_values(self, step: int) -> dict[str, float]:
+        """The engine's EMA-momentum and weight-decay schedules and every scheduled recipe parameter."""
+        return {"momentum": self.schedules.momentum(step), "weight_decay": self.schedules.weight_decay(step),
+                **self.parts.schedules.values(step)}
+
     def _crops(self, batch: Any) -> Crops:
         return self.parts.augmentation(batch.data, batch.sample_seeds, self.info.device)
 
@@ -150,25 +158,27 @@ class Trainer:
     def train_step(self, step: int, batch: Any) -> dict[str, torch.Tensor] | None:
         """One optimizer step; returns the detached loss terms, or ``None`` when the step was skipped."""
         r, s, timer = self.recipe, self.schedules, self.monitor.timer
+        self.parts.schedules.apply(step)  # scheduled component parameters and loss weights of this step
         with timer.phase("augmentation"):
             crops = self._crops(batch)
         with timer.phase("masking"):
             masked_crops, masks = self._masks(step, crops)
-        ctx = StepContext(step=step, max_steps=r.train.max_steps, teacher_temp=s.teacher_temp(step),
-                          n_global=crops.n_global, n_local=crops.n_local, batch_size=crops.batch_size,
-                          global_batch_size=self.global_batch, epoch_length=r.train.epoch_length,
-                          teacher_backbone=self.teacher.backbone, logging_step=self.monitor.is_log_step(step))
+        ctx = StepContext(step=step, max_steps=r.train.max_steps, n_global=crops.n_global, n_local=crops.n_local,
+                          batch_size=crops.batch_size, global_batch_size=self.global_batch,
+                          epoch_length=r.train.epoch_length, logging_step=self.monitor.is_log_step(step))
+        plan = self.parts.plan
         with autocast(self.precision.resolved, self.info.device):
-            outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, self.parts.plan, timer)
+            outputs = compute_outputs(self.model, self.teacher, crops, masks, masked_crops, plan, self.parts.producers,
+                                      timer)
             with timer.phase("losses"):
-                total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, ctx)
-        self.monitor.capture(step, crops, outputs, masks)
+                total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, plan, ctx)
+        self.monitor.capture(step, crops, outputs.passes, masks)
         decision = agree(terms, self._stop_signal is not None)  # the same on every process
         self._stop_agreed = decision.stop
         if decision.nonfinite:
             self._handle_nonfinite(step, decision.nonfinite, terms)
             return None
-        apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), s.last_layer_frozen(step))
+        apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), step)
         with timer.phase("backward"):
             if self.scaler is not None:
                 self.scaler.scale(total).backward()

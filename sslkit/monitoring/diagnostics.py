@@ -78,6 +78,14 @@ def effective_rank(features: Tensor) -> Tensor:
     return torch.exp(-torch.xlogy(p, p).sum())
 
 
+def feature_health(features: Tensor) -> dict[str, Tensor]:
+    """Collapse indicators of backbone features ``[M, D]`` (``M >= 2``): ``feature_std``,
+    ``feature_std_ratio`` (``feature_std * sqrt(D)``, about 1 when isotropic) and ``effective_rank``."""
+    std = feature_std(features)
+    return {"feature_std": std, "feature_std_ratio": std * math.sqrt(features.shape[-1]),
+            "effective_rank": effective_rank(features)}
+
+
 def health_metrics(
     probs: Tensor | None = None, features: Tensor | None = None, center: Tensor | None = None
 ) -> dict[str, Tensor]:

@@ -23,17 +23,24 @@ from sslkit.recipe.source import Locations
 from sslkit.registry import Component, Registry, get_registry
 
 #: Keys that belong to the engine inside a component entry, per kind (not plugin parameters).
-RESERVED_KEYS = {"loss": ("name", "weight")}
+RESERVED_KEYS = {"loss": ("name", "weight"), "backbone": ("name", "init_from", "init_format", "init_min_fraction")}
+#: The backbone's ``init_from`` keys and their defaults (see sslkit.weights.initialise).
+INIT_DEFAULTS: dict[str, Any] = {"init_from": None, "init_format": "auto", "init_min_fraction": 0.9}
 
 
 @dataclass
 class ComponentSpec:
-    """A validated component entry: which plugin, its parameters, and (for losses) the weight."""
+    """A validated component entry: which plugin, its parameters, (for losses) the weight and (for
+    backbones) the weights to start from: ``init_from`` (a path or None), the layout ``init_format``
+    and ``init_min_fraction``, the least fraction of the backbone that must load."""
 
     key: str  # dotted key in the recipe, e.g. "losses.dino"
     component: Component
     params: Any
     weight: float = 1.0
+    init_from: str | None = None
+    init_format: str = "auto"
+    init_min_fraction: float = 0.9
     schedules: dict[str, ParamSchedule] = field(default_factory=dict)  # parameter (or "weight") -> schedule
 
 
@@ -143,6 +150,8 @@ def resolve(data: dict[str, Any], locations: Locations, source: str,
         entry = {"name": spec.component.name}
         if spec.component.kind == "loss":
             entry["weight"] = spec.weight
+        if spec.component.kind == "backbone":
+            entry.update({k: getattr(spec, k) for k in INIT_DEFAULTS})
         entry.update(to_dict(spec.params))
         entry.update({name: spec_data for name, spec_data in _entry(recipe, key).items() if name in spec.schedules})
         _set_dotted(plain, key, entry)

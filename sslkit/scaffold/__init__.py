@@ -3,7 +3,7 @@
 :func:`scaffold_plugin` writes a pip-installable project whose component works and is tested
 from the start::
 
-    sslkit-NAME/
+    sslkit-NAME/              # NAME with hyphens; NAME may be given either way (my-loss or my_loss)
       pyproject.toml          # the ``sslkit`` entry point, dependency on sslkit
       README.md               # install, test, recipe usage, publishing
       sslkit_NAME/__init__.py # the registration hook
@@ -14,6 +14,7 @@ from the start::
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 from dataclasses import dataclass
@@ -35,9 +36,18 @@ TEMPLATES: dict[str, ModuleType] = {"loss": loss, "masker": masker}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def default_summary(name: str, kind: str) -> str:
+    """The one-line summary of a scaffolded component when ``--summary`` is not given."""
+    return f"The sslkit {kind} '{name}'."
+
+
 @dataclass(frozen=True)
 class PluginNames:
-    """The names a scaffolded plugin is made of, derived from the component name."""
+    """The names a scaffolded plugin is made of, derived from the component name.
+
+    A name written with hyphens, as distributions are (``my-loss``), gives the same names as
+    with underscores (``my_loss``): hyphens are not allowed in recipe keys and imports.
+    """
 
     name: str  # component name in recipes, e.g. "cosine_distill"
     kind: str  # component kind, e.g. "loss"
@@ -47,9 +57,11 @@ class PluginNames:
 
     @classmethod
     def derive(cls, name: str, kind: str) -> PluginNames:
-        if not _NAME.match(name) or keyword.iskeyword(name):
-            raise SSLKitError(f"plugin name {name!r} must be a lowercase Python identifier such as 'cosine_distill' "
-                              "(letters, digits and underscores, starting with a letter)")
+        given, name = name, name.replace("-", "_")
+        if not _NAME.match(name) or keyword.iskeyword(name) or name.endswith("_"):
+            raise SSLKitError(f"plugin name {given!r} must be lowercase letters and digits, in words joined by "
+                              "underscores or hyphens, starting with a letter and not a Python keyword, such as "
+                              "'cosine_distill' or 'my-loss'")
         if kind not in TEMPLATES:
             raise SSLKitError(f"no template for kind {kind!r}; available: {', '.join(TEMPLATES)}")
         stem = name if name.startswith("sslkit_") else f"sslkit_{name}"
@@ -69,12 +81,23 @@ def example_recipe(names: PluginNames) -> str:
     return header + yaml.safe_dump(recipe, sort_keys=False, default_flow_style=None)
 
 
-def render(names: PluginNames) -> dict[str, str]:
-    """The scaffolded project's files (relative path -> text)."""
+def _check_summary(summary: str) -> str:
+    summary = summary.strip()
+    if not summary or "\n" in summary or "\r" in summary:
+        raise SSLKitError(f"--summary {summary!r} must be one non-empty line (it becomes the distribution's "
+                          "description and the summary that 'sslkit plugins' lists)")
+    return summary
+
+
+def render(names: PluginNames, summary: str | None = None) -> dict[str, str]:
+    """The scaffolded project's files (relative path -> text); ``summary`` is the component's
+    one-line description (default: :func:`default_summary`)."""
     template = TEMPLATES[names.kind]
+    summary = _check_summary(default_summary(names.name, names.kind) if summary is None else summary)
     values = {"name": names.name, "kind": names.kind, "dist": names.dist, "package": names.package,
-              "module": names.kind, "cls": names.cls, "hook": KIND_HOOKS[names.kind],
-              "summary": template.SUMMARY, "sslkit_version": __version__}
+              "module": names.kind, "cls": names.cls, "hook": KIND_HOOKS[names.kind], "summary": summary,
+              "summary_quoted": json.dumps(summary, ensure_ascii=False),  # a valid TOML and Python string
+              "sslkit_version": __version__}
     values["usage"] = Template(template.USAGE).substitute(values)
     files = {
         "pyproject.toml": project.PYPROJECT,
@@ -88,18 +111,21 @@ def render(names: PluginNames) -> dict[str, str]:
     return rendered
 
 
-def scaffold_plugin(name: str, kind: str = "loss", directory: Path | None = None) -> tuple[Path, PluginNames]:
+def scaffold_plugin(name: str, kind: str = "loss", directory: Path | None = None,
+                    summary: str | None = None) -> tuple[Path, PluginNames]:
     """Write the project of component ``name`` of ``kind`` into ``directory`` (default
-    ``./sslkit-NAME``, which must not exist or be empty); return the directory and the names."""
+    ``./sslkit-NAME``, which must not exist or be empty), described by ``summary``; return the
+    directory and the names."""
     names = PluginNames.derive(name, kind)
+    files = render(names, summary)
     target = Path(directory) if directory is not None else Path.cwd() / names.dist
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise SSLKitError(f"{target} already exists and is not an empty directory; choose another --dir")
-    for relative, text in render(names).items():
+    for relative, text in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return target, names
 
 
-__all__ = ["TEMPLATES", "PluginNames", "example_recipe", "render", "scaffold_plugin"]
+__all__ = ["TEMPLATES", "PluginNames", "default_summary", "example_recipe", "render", "scaffold_plugin"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-SUMMARY = "Cosine distillation: 1 - cos(student CLS, teacher CLS of the other global crops)."
-
 USAGE = '''\
 ```yaml
 losses:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-SUMMARY = "Exactly round(ratio * h * w) uniformly random patches masked in every selected crop."
-
 USAGE = '''\
 ```yaml
 losses:

@@ -1,8 +1,8 @@
 """Templates shared by every kind of scaffolded plugin: packaging, registration, README.
 
 Templates use :class:`string.Template` placeholders (``$name``, ``$dist``, ``$package``,
-``$module``, ``$cls``, ``$kind``, ``$hook``, ``$summary``, ``$sslkit_version``), so that the
-Python code in them keeps its braces.
+``$module``, ``$cls``, ``$kind``, ``$hook``, ``$summary``, ``$summary_quoted`` (the summary as a
+quoted TOML/Python string), ``$sslkit_version``), so that the Python code in them keeps its braces.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "$dist"
 version = "0.1.0"
-description = "$summary"
+description = $summary_quoted
 readme = "README.md"
 requires-python = ">=3.11"
 dependencies = ["sslkit>=$sslkit_version"]
@@ -58,7 +58,7 @@ def $hook(register: Callable[..., None]) -> None:
         "$name",
         $cls,
         ${cls}Params,
-        summary="$summary",
+        summary=$summary_quoted,
     )
 '''
 
@@ -69,6 +69,10 @@ $summary
 
 An sslkit plugin: a $kind named `$name`, registered through the
 `sslkit` entry-point group.
+
+`$package/$module.py` starts as sslkit's working example of a $kind, with its tests in
+`tests/test_${name}_$kind.py`: replace its computation with yours (and the tests with tests of
+your formula), then this summary (in `pyproject.toml` and `$package/__init__.py`).
 
 ## Install and test
 

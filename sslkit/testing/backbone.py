@@ -5,10 +5,13 @@ that keeps its own copy of the teacher, for instance): fast on a CPU, determinis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 from sslkit.components import Backbone, BackboneOutput
+from sslkit.outputs import Masking
 
 
 class TinyPatchBackbone(Backbone):
@@ -22,6 +25,7 @@ class TinyPatchBackbone(Backbone):
 
     supports_masking = True
     supports_patch_tokens = True
+    supports_block_outputs = True
     num_layers = 1
 
     def __init__(self, embed_dim: int = 32, patch_size: int = 4, grid: int = 4) -> None:
@@ -36,7 +40,11 @@ class TinyPatchBackbone(Backbone):
                                    nn.Linear(2 * embed_dim, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
 
-    def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:
+    def forward(self, images: Tensor, masks: Tensor | None = None, *, masking: Masking = "replace",
+                blocks: Sequence[int] = ()) -> BackboneOutput:
+        """Masked patches replaced by the mask token (``masking="drop"`` is not supported: the engine
+        only asks backbones that declare ``supports_token_dropping``); ``blocks=(0,)`` returns the
+        block's patch outputs before the final norm."""
         patches = self.patch_embed(images).flatten(2).transpose(1, 2)
         if patches.shape[1] + 1 != self.pos_embed.shape[1]:
             raise ValueError(f"TinyPatchBackbone expects {self.pos_embed.shape[1] - 1} patches per image, got "
@@ -44,8 +52,10 @@ class TinyPatchBackbone(Backbone):
         if masks is not None:
             patches = torch.where(masks.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
         tokens = torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1) + self.pos_embed
-        tokens = self.norm(tokens + self.block(tokens))
-        return BackboneOutput(cls=tokens[:, 0], patches=tokens[:, 1:])
+        tokens = tokens + self.block(tokens)
+        intermediate = {0: tokens[:, 1:]} if 0 in blocks else {}
+        tokens = self.norm(tokens)
+        return BackboneOutput(cls=tokens[:, 0], patches=tokens[:, 1:], blocks=intermediate)
 
     def mask_only_parameters(self) -> list[str]:
         """The mask token, used only by a masked forward."""

@@ -28,7 +28,7 @@ TINY_CUDA = [
     "optim.base_lr=0.001",
     "optim.lr_scaling=none",
     "optim.warmup_epochs=0",
-    "optim.freeze_last_layer_epochs=0",
+    "model.heads.dino.freeze_last_layer_epochs=0",
 ]
 
 

@@ -42,14 +42,15 @@ BATCH_PER_PROCESS = 4
 STEPS = 2
 #: Backbone parameters the shrinking sets; a backbone without them cannot be shrunk generically.
 BACKBONE_SIZE = {"embed_dim": 16, "depth": 2, "num_heads": 2, "patch_size": 4, "img_size": 16}
-#: Width parameters of heads and losses, set wherever a component has them.
-WIDTHS = {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16, "num_prototypes": 16}
+#: Width parameters of heads and losses, set wherever a component has them (and no frozen first steps:
+#: with 2 steps a frozen last layer would leave the heads untested).
+WIDTHS = {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16, "num_prototypes": 16, "freeze_last_layer_epochs": 0}
 #: Schedules that make 2 steps move student and teacher far beyond the comparison's tolerance.
 COMMON = ["run.device=cpu", "run.precision=fp32", "run.num_threads=1", "data.num_workers=0",
           "data.dataset={name: synthetic, size: 32, image_size: 32}", "eval.at_start=false", "eval.at_end=false",
           "eval.every=0", "eval.train_data=null", "eval.test_data=null", f"train.max_steps={STEPS}",
           f"train.checkpoint_every={STEPS}", "train.log_every=1", "optim.base_lr=0.1", "optim.eps=1.0",
-          "optim.lr_scaling=none", "optim.warmup_epochs=0", "optim.freeze_last_layer_epochs=0",
+          "optim.lr_scaling=none", "optim.warmup_epochs=0",
           "teacher.momentum=0.5", "teacher.momentum_end=0.5"]
 
 
@@ -93,8 +94,9 @@ def shrink_overrides(path: Path) -> list[str]:
         overrides.append("data.augmentation.canvas_size=null")
     if "n_local" in augmentation:
         overrides.append(_set("data.augmentation.n_local", min(2, resolved.spec("data.augmentation").params.n_local)))
-    for key in [f"model.heads.{h}" for h in resolved.recipe.model.heads] + [f"losses.{n}" for n in
-                                                                             resolved.recipe.losses]:
+    model = resolved.recipe.model
+    for key in ([f"model.heads.{h}" for h in model.heads] + [f"model.student_modules.{m}" for m in
+                model.student_modules] + [f"losses.{n}" for n in resolved.recipe.losses]):
         overrides += [_set(f"{key}.{k}", v) for k, v in WIDTHS.items() if k in _fields(resolved, key)]
         # a per-process statistic (DINOv2's KoLeo over each GPU's own samples) differs with the number of
         # processes by design; its global-batch mode is what can be compared across strategies

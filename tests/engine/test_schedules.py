@@ -1,4 +1,4 @@
-"""Schedules against DINOv2's ``CosineScheduler`` formula, step by step (reference sections 3 and 6)."""
+"""The engine's schedules against DINOv2's ``CosineScheduler`` formula, step by step."""
 
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ def _at(schedule: list[float], step: int, final: float) -> float:
 
 def _schedules(**kw: float) -> Schedules:
     values = dict(max_steps=40, peak_lr=1e-3, min_lr=1e-6, warmup_steps=7, wd_start=0.04, wd_end=0.4,
-                  momentum_start=0.992, momentum_end=1.0, temp_start=0.04, temp_end=0.07, temp_warmup_steps=12,
-                  freeze_last_layer_steps=5)
+                  momentum_start=0.992, momentum_end=1.0)
     values.update(kw)
     return Schedules(**values)
 
@@ -45,16 +44,6 @@ def test_lr_reaches_the_peak_at_the_last_warmup_step() -> None:
     assert s.lr(3) == pytest.approx(0.5e-3)
 
 
-@pytest.mark.parametrize("temp_warmup_steps", [12, 1, 0])
-def test_teacher_temperature_equals_the_official_schedule_at_every_step(temp_warmup_steps: int) -> None:
-    s = _schedules(temp_warmup_steps=temp_warmup_steps)
-    # official: base = final = temp_end over total = warmup = the warm-up length
-    official = _official(0.07, 0.07, temp_warmup_steps, temp_warmup_steps, start=0.04)
-    for step in range(40):
-        assert s.teacher_temp(step) == pytest.approx(_at(official, step, 0.07), rel=1e-12), step
-    assert s.teacher_temp(0) == pytest.approx(0.04 if temp_warmup_steps else 0.07)
-
-
 def test_weight_decay_and_momentum_equal_the_official_cosines_at_every_step() -> None:
     s = _schedules()
     wd = _official(0.04, 0.4, 40)
@@ -62,11 +51,6 @@ def test_weight_decay_and_momentum_equal_the_official_cosines_at_every_step() ->
     for step in range(45):
         assert s.weight_decay(step) == pytest.approx(_at(wd, step, 0.4), rel=1e-12), step
         assert s.momentum(step) == pytest.approx(_at(momentum, step, 1.0), rel=1e-12), step
-
-
-def test_last_layer_is_frozen_for_the_first_steps_only() -> None:
-    s = _schedules()
-    assert s.last_layer_frozen(4) and not s.last_layer_frozen(5)
 
 
 def test_peak_lr_scaling_rules() -> None:

@@ -35,7 +35,7 @@ def test_a_run_writes_recipe_versions_metrics_events_and_checkpoints(tmp_path, q
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "loss/total" in r]
     assert steps == [1, 2, 3, 4, 5, 6]
-    for key in ("loss/dino", "perf/images_per_s", "schedule/momentum", "schedule/teacher_temp", "optim/grad_norm"):
+    for key in ("loss/dino", "perf/images_per_s", "schedule/momentum", "schedule/weight_decay", "optim/grad_norm"):
         assert key in records[-1], key
     assert any(k.startswith("lr/") for k in records[-1])
     assert list((out).glob("events.out.tfevents.*"))

@@ -83,6 +83,22 @@ def _student(backbone: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _same(values: set[Any]) -> Any:
+    """The one value every component has (the official config has one setting for both)."""
+    return values.pop() if len(values) == 1 else f"differ: {sorted(values)}"
+
+
+def _teacher_temp(dino: dict[str, Any], ibot: dict[str, Any]) -> dict[str, Any]:
+    """The official teacher-temperature keys from the losses' ``teacher_temp`` schedules (linear warm-up
+    in epochs, the same for both losses)."""
+    temps = [loss["teacher_temp"] for loss in (dino, ibot)]
+    if temps[0] != temps[1] or not isinstance(temps[0], dict):
+        return {"teacher_temp": f"dino/ibot: {temps}"}
+    s = temps[0]
+    assert s["schedule"] == "linear" and s.get("unit") == "epochs" and not s.get("begin"), s
+    return {"warmup_teacher_temp": s["start"], "teacher_temp": s["end"], "warmup_teacher_temp_epochs": s["length"]}
+
+
 def _head(head: dict[str, Any]) -> dict[str, Any]:
     return {"head_n_prototypes": head["out_dim"], "head_bottleneck_dim": head["bottleneck_dim"],
             "head_nlayers": head["nlayers"], "head_hidden_dim": head["hidden_dim"]}
@@ -112,12 +128,12 @@ def as_official(d: dict[str, Any]) -> dict[str, Any]:
                   "centering": centering.pop() if len(centering) == 1 else f"dino/ibot differ: {centering}"},
         "student": _student(d["model"]["backbone"]),
         "teacher": {"momentum_teacher": teacher["momentum"], "final_momentum_teacher": teacher["momentum_end"],
-                    "warmup_teacher_temp": teacher["temp"], "teacher_temp": teacher["temp_end"],
-                    "warmup_teacher_temp_epochs": teacher["temp_warmup_epochs"]},
+                    **_teacher_temp(dino, ibot)},
         "optim": {"epochs": steps / epoch, "weight_decay": optim["weight_decay"],
                   "weight_decay_end": optim["weight_decay_end"], "base_lr": optim["base_lr"],
                   "warmup_epochs": optim["warmup_epochs"], "min_lr": optim["min_lr"], "clip_grad": optim["clip_grad"],
-                  "freeze_last_layer_epochs": optim["freeze_last_layer_epochs"],
+                  "freeze_last_layer_epochs": _same({heads[loss["head"]]["freeze_last_layer_epochs"]
+                                                     for loss in (dino, ibot)}),
                   "scaling_rule": f"{optim['lr_scaling']}_wrt_{optim['reference_batch_size']}",
                   "patch_embed_lr_mult": groups.get("patch_embed_lr_mult"),
                   "layerwise_decay": groups.get("layer_decay") if groups["name"] == "dinov2" else groups["name"],
