@@ -12,7 +12,8 @@ archive. Only safe regular members count (the rules of :mod:`sslkit.data.tar_ind
 holds per shard only its sample count, its byte size and its largest label, so a dataset of
 N shards costs O(N) memory to open; ``<shard>.idx`` (a NumPy ``.npy`` array of int64 rows
 ``(image data offset, image size, label)``) holds one shard's samples and is read only when a
-sample of that shard is. A shard without a valid index entry (absent, different byte size,
+sample of that shard is, after checking that the tar headers before its first and last members
+declare the indexed sizes. A shard without a valid index entry (absent, different byte size,
 other extensions) is scanned instead: its tar headers are read, then forgotten.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,10 +99,23 @@ def read_shard_idx(shard: str, samples: int, size: int) -> np.ndarray:
         raise SSLKitError(f"shard index {idx_path(shard)} is unreadable ({exc}); re-create the shards with "
                           "'sslkit data shard' or delete index.json to scan the shards instead") from None
     ends_inside = not samples or int((rows[:, 0] + rows[:, 1]).max()) <= size
-    if rows.dtype != np.int64 or rows.shape != (samples, 3) or not ends_inside:
-        raise SSLKitError(f"shard index {idx_path(shard)} does not match {shard} ({rows.shape[0]} rows, "
-                          f"{samples} expected); re-create the shards or delete index.json to scan them")
+    if rows.dtype != np.int64 or rows.shape != (samples, 3) or not ends_inside or not _headers_match(shard, rows):
+        raise SSLKitError(f"shard index {idx_path(shard)} does not match {shard} (written for another version of "
+                          "the shard?); re-create the shards or delete index.json to scan them")
     return rows
+
+
+def _headers_match(shard: str, rows: np.ndarray) -> bool:
+    """Whether the tar headers before the first and last indexed members declare the indexed sizes."""
+    with open(shard, "rb") as handle:
+        for offset, size, _ in rows[[0, -1]] if len(rows) else []:
+            handle.seek(int(offset) - tarfile.BLOCKSIZE)
+            try:
+                if tarfile.TarInfo.frombuf(handle.read(tarfile.BLOCKSIZE), "utf-8", "surrogateescape").size != size:
+                    return False
+            except tarfile.TarError:
+                return False
+    return True
 
 
 @dataclass(frozen=True)
