@@ -1,4 +1,11 @@
-"""Built-in losses: DINO, iBOT, KoLeo and a patch-prototype clustering loss (reference section 3)."""
+"""Built-in losses: DINO, iBOT, KoLeo and a patch-prototype clustering loss.
+
+Each declares the step outputs it reads (``Loss.inputs``, see :mod:`sslkit.outputs`): ``dino``
+the student's and teacher's CLS tokens through its head, ``ibot`` the masked patch tokens
+through its head and the masks, ``koleo`` the student's global-crop CLS tokens,
+``patch_prototype`` the backbone patch tokens (and the masks in masked mode). The teacher
+temperature is a parameter of the losses that use it (``teacher_temp``), scheduled in the recipe.
+"""
 
 import sslkit
 from sslkit.hookspecs import Register

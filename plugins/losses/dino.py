@@ -1,8 +1,11 @@
-"""The DINO self-distillation loss on CLS tokens (reference section 3; Caron et al. 2021, eq. 3).
+"""The DINO self-distillation loss on CLS tokens (Caron et al. 2021, section 3.1, eq. 3; as in DINOv2,
+Oquab et al. 2023, section 4).
 
 Teacher targets ``p_t`` come from the teacher's head outputs on the global crops
-(:mod:`sslkit_plugins.losses.teacher_targets`: centering or Sinkhorn-Knopp at the scheduled
-teacher temperature); the student predicts ``log_softmax(s / student_temp)`` on every crop.
+(:mod:`sslkit_plugins.losses.teacher_targets`: centering or Sinkhorn-Knopp at the loss's
+``teacher_temp``, which recipes schedule: DINOv2 warms it up from 0.04 to 0.07 over 30 epochs,
+``teacher_temp: {schedule: linear, start: 0.04, end: 0.07, length: 30, unit: epochs}``); the student
+predicts ``log_softmax(s / student_temp)`` on every crop.
 The loss is the cross-entropy ``-sum_k p_t[k] log p_s[k]`` averaged over the images and over
 every (teacher global crop, student crop) pair except the pairs of a crop with itself:
 ``n_global * (n_global - 1)`` global pairs + ``n_global * n_local`` local pairs, each pair
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslkit.components import BuildContext, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Output, StepContext, StepInputs
 from sslkit.params import param
 from sslkit_plugins.losses.teacher_targets import Normalization, TeacherTargetLoss
 
@@ -31,6 +34,12 @@ class DINOLossParams:
 
     head: str = param("dino", "Name of the head (under model.heads) applied to the CLS tokens.")
     student_temp: float = param(0.1, "Temperature of the student's softmax.", gt=0.0)
+    teacher_temp: float = param(
+        0.07,
+        "Temperature of the teacher targets (0.07: DINOv2's value after its warm-up; schedule it in the recipe, "
+        "e.g. {schedule: linear, start: 0.04, end: 0.07, length: 30, unit: epochs}).",
+        gt=0.0,
+    )
     center_momentum: float = param(
         0.9, "EMA momentum of the teacher center (normalization: centering).", ge=0.0, le=1.0
     )
@@ -62,17 +71,22 @@ class DINOLoss(TeacherTargetLoss):
     """DINO loss: cross-entropy between teacher global-crop targets and student predictions on
     every other crop, averaged over images and crop pairs (same-view pairs excluded).
 
-    Reads ``out.teacher_cls_logits[head]`` (``[n_global * B, K]``) and
-    ``out.student_cls_logits[head]`` (global crops first, then local crops; local rows are
-    ignored when ``use_local_crops`` is false). The center is a ``[1, K]`` buffer sized from
-    ``ctx.head_dims[head]`` (checkpointed with the loss). Diagnostics: ``teacher_entropy``
-    (mean entropy of the targets, nats) and, with centering, ``center_norm``.
+    Inputs: ``teacher``, the teacher's global-crop CLS tokens through ``head`` (``[n_global * B, K]``),
+    and ``student``, the student's CLS tokens through ``head`` on the global crops, then the local
+    crops when ``use_local_crops`` (``[n_student * B, K]``). The center is a ``[1, K]`` buffer sized
+    from ``ctx.head_dims[head]`` (checkpointed with the loss). Diagnostics: see
+    :class:`~sslkit_plugins.losses.teacher_targets.TeacherTargetLoss`.
     """
 
     def __init__(self, params: DINOLossParams, ctx: BuildContext) -> None:
         super().__init__("dino", params, ctx)
         self.params = params
-        self.needs = LossNeeds(cls_head=params.head, local_crops=params.use_local_crops)
+        heads = (params.head,)
+        self.inputs = {
+            "student": Output("cls", model="student", crops="all" if params.use_local_crops else "global",
+                              heads=heads),
+            "teacher": Output("cls", model="teacher", crops="global", heads=heads),
+        }
         n_student = ctx.n_global_crops + (ctx.n_local_crops if params.use_local_crops else 0)
         if n_student < 2:
             raise ValueError(
@@ -80,19 +94,18 @@ class DINOLoss(TeacherTargetLoss):
                 f"and {ctx.n_local_crops if params.use_local_crops else 0} local crops used)"
             )
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         p = self.params
-        teacher = out.teacher_cls_logits[p.head]
-        student = out.student_cls_logits[p.head]
+        teacher, student = inputs["teacher"], inputs["student"]
         batch = ctx.batch_size
         n_student = ctx.n_global + (ctx.n_local if p.use_local_crops else 0)
-        if teacher.shape[0] != ctx.n_global * batch or student.shape[0] < n_student * batch:
+        if teacher.shape[0] != ctx.n_global * batch or student.shape[0] != n_student * batch:
             raise ValueError(
-                f"dino loss: expected {ctx.n_global * batch} teacher rows and at least {n_student * batch} "
-                f"student rows (n_global={ctx.n_global}, n_local={ctx.n_local}, batch_size={batch}), got "
-                f"{teacher.shape[0]} and {student.shape[0]}"
+                f"dino loss: expected {ctx.n_global * batch} teacher rows and {n_student * batch} "
+                f"student rows (n_global={ctx.n_global}, n_local={ctx.n_local}, batch_size={batch}, "
+                f"use_local_crops={p.use_local_crops}), got {teacher.shape[0]} and {student.shape[0]}"
             )
         probs = self.targets(teacher, ctx)
-        log_probs = torch.log_softmax(student[: n_student * batch].float() / p.student_temp, dim=-1)
+        log_probs = torch.log_softmax(student.float() / p.student_temp, dim=-1)
         k = probs.shape[-1]
         return cross_view_loss(probs.view(ctx.n_global, batch, k), log_probs.view(n_student, batch, k))

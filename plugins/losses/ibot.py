@@ -1,4 +1,5 @@
-"""The iBOT masked-token loss (reference section 3; Zhou et al. 2022, as weighted in DINOv2).
+"""The iBOT masked-token loss (Zhou et al. 2022, section 3.2, eq. 2; weighted per crop as in DINOv2,
+Oquab et al. 2023, section 4).
 
 For every masked patch token of a student global crop, the cross-entropy between the teacher's
 target for the same crop and position (the teacher saw the crop unmasked) and the student's
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sslkit.components import BuildContext, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Output, StepContext, StepInputs
 from sslkit.params import param
 from sslkit_plugins.losses.teacher_targets import Normalization, TeacherTargetLoss
 
@@ -36,6 +37,12 @@ class IBOTLossParams:
         "Name of the head (under model.heads) applied to the masked patch tokens; 'dino' shares the DINO head.",
     )
     student_temp: float = param(0.1, "Temperature of the student's softmax.", gt=0.0)
+    teacher_temp: float = param(
+        0.07,
+        "Temperature of the teacher targets (0.07: DINOv2's value after its warm-up; schedule it in the recipe, "
+        "e.g. {schedule: linear, start: 0.04, end: 0.07, length: 30, unit: epochs}).",
+        gt=0.0,
+    )
     center_momentum: float = param(
         0.9, "EMA momentum of the teacher center (normalization: centering).", ge=0.0, le=1.0
     )
@@ -58,22 +65,25 @@ class IBOTLoss(TeacherTargetLoss):
     """iBOT loss: per-masked-token cross-entropy to the teacher, each token weighted by
     1 / (masked tokens of its crop), summed and divided by the number of global crops.
 
-    Reads ``out.student_masked_logits[head]`` and ``out.teacher_masked_logits[head]``
-    (``[M, K]``, ``masks.nonzero()`` order) and ``out.masks`` (``[n_global * B, N]``).
-    Diagnostics: ``teacher_entropy`` and, with centering, ``center_norm``.
+    Inputs: ``student`` and ``teacher``, the masked patch tokens of the global crops through
+    ``head`` (``[M, K]``, ``masks.nonzero()`` order; the student saw the mask token there, the
+    teacher the unmasked crop), and ``masks`` (``[n_global * B, N]``). Diagnostics: see
+    :class:`~sslkit_plugins.losses.teacher_targets.TeacherTargetLoss`.
     """
 
     def __init__(self, params: IBOTLossParams, ctx: BuildContext) -> None:
         super().__init__("ibot", params, ctx)
         self.params = params
-        self.needs = LossNeeds(masked_patch_head=params.head, masks=True)
+        heads = (params.head,)
+        self.inputs = {
+            "student": Output("patches", model="student", positions="masked", heads=heads),
+            "teacher": Output("patches", model="teacher", positions="masked", heads=heads),
+            "masks": Output("masks"),
+        }
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         p = self.params
-        if out.masks is None:
-            raise ValueError("the ibot loss needs the step's masks (StepOutputs.masks is None)")
-        student = out.student_masked_logits[p.head]
-        teacher = out.teacher_masked_logits[p.head]
+        student, teacher, masks = inputs["student"], inputs["teacher"], inputs["masks"]
         if student.shape != teacher.shape:
             raise ValueError(
                 f"ibot loss: student and teacher masked logits differ in shape: "
@@ -82,5 +92,5 @@ class IBOTLoss(TeacherTargetLoss):
         probs = self.targets(teacher, ctx)
         log_probs = torch.log_softmax(student.float() / p.student_temp, dim=-1)
         token_losses = -(probs * log_probs).sum(dim=-1)
-        weights = per_token_weights(out.masks, student.shape[0])
-        return (token_losses * weights).sum() / out.masks.shape[0]
+        weights = per_token_weights(masks, student.shape[0])
+        return (token_losses * weights).sum() / masks.shape[0]

@@ -1,5 +1,5 @@
-"""The KoLeo regulariser on the student's backbone CLS tokens (reference section 3; Sablayrolles et
-al. 2019, as used in DINOv2 / DINOv3).
+"""The KoLeo regulariser on the student's backbone CLS tokens (Sablayrolles et al. 2019, section 3.2,
+as used in DINOv2, Oquab et al. 2023, section 4, and DINOv3).
 
 For a set of ``n`` features: ``x_i = x_i / max(||x_i||, eps)``, ``nn(i) = argmax_{j != i} x_i . x_j``
 (the nearest other sample) and ``loss = -(1 / n) sum_i log(||x_i - x_nn(i)|| + eps)``: it pushes
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslkit import distributed
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.params import param
 
 
@@ -89,13 +89,14 @@ class KoLeoLoss(Loss):
     """KoLeo: -mean log distance of each student global-crop CLS feature to its nearest other
     sample, per global crop index, averaged over the global crops.
 
-    Reads ``out.student_global.cls`` (``[n_global * B, D]``, crop-major).
+    Input: ``student``, the student's backbone CLS tokens of the global crops (``[n_global * B, D]``,
+    crop-major).
     """
 
     def __init__(self, params: KoLeoLossParams, ctx: BuildContext | None = None) -> None:
         super().__init__()
         self.params = params
-        self.needs = LossNeeds()
+        self.inputs = {"student": Output("cls", model="student", crops="global")}
         self._group: dist.ProcessGroup | None = None
 
     def _rank_group(self) -> dist.ProcessGroup | None:
@@ -116,8 +117,8 @@ class KoLeoLoss(Loss):
                     self._group = group
         return self._group
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
-        cls = out.student_global.cls.float()
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
+        cls = inputs["student"].float()
         per_crop = cls.reshape(ctx.n_global, -1, cls.shape[-1])  # [n_global, B, D]
         if self.params.mode == "distributed" and distributed.is_distributed():
             samples_first = per_crop.transpose(0, 1)  # gather along the sample axis

@@ -1,5 +1,5 @@
-"""A clustering loss on patch tokens with learnable prototypes (reference section 3, related to
-CAPI, Darcet et al. 2025).
+"""A clustering loss on patch tokens with learnable prototypes (related to CAPI, Darcet et al. 2025,
+section 3; Sinkhorn-Knopp assignments as in SwAV, Caron et al. 2020, section 3.1).
 
 With ``P`` prototypes ``w_p`` (an ``[P, D]`` parameter of the loss, rows L2-normalised in use) and
 L2-normalised patch tokens:
@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslkit import distributed
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.params import param
 from sslkit_plugins.losses.ibot import per_token_weights
 from sslkit_plugins.losses.sinkhorn_knopp import sinkhorn_knopp
-from sslkit_plugins.losses.teacher_targets import mean_entropy
+from sslkit_plugins.losses.target_health import target_health
 
 
 @dataclass
@@ -59,8 +59,11 @@ class PatchPrototypeLossParams:
         "1 / (selected tokens of its crop), divided by the number of global crops.",
     )
     student_temp: float = param(0.1, "Temperature of the student's softmax over prototypes.", gt=0.0)
-    teacher_temp: float | None = param(
-        None, "Temperature of the teacher's Sinkhorn-Knopp; null: the scheduled teacher temperature.", gt=0.0
+    teacher_temp: float = param(
+        0.07,
+        "Temperature of the teacher's Sinkhorn-Knopp (schedule it in the recipe, e.g. {schedule: linear, "
+        "start: 0.04, end: 0.07, length: 30, unit: epochs}).",
+        gt=0.0,
     )
     sinkhorn_iterations: int = param(3, "Sinkhorn-Knopp iterations for the teacher assignments.", ge=1)
 
@@ -69,11 +72,13 @@ class PatchPrototypeLoss(Loss):
     """Patch-prototype loss: the student predicts, at masked (or all) patch positions, the
     teacher's Sinkhorn-Knopp assignment of the same patch to learnable prototypes.
 
-    Reads ``out.teacher_global.patches`` and ``out.student_global.patches``
-    (``[n_global * B, N, D]``) and, in masked mode, ``out.masks``. The prototypes
+    Inputs: ``student`` and ``teacher``, the backbone patch tokens of the global crops: in masked
+    mode the masked positions (``[M, D]``, ``masks.nonzero()`` order) and ``masks``
+    (``[n_global * B, N]``); in ``all`` mode every position (``[n_global * B, N, D]``). The prototypes
     (``prototypes``, ``[num_prototypes, embed_dim]``, trunc-normal std 0.02) are trained by the
-    optimizer with the student. Diagnostics: ``teacher_entropy`` (mean entropy of the
-    assignments, nats).
+    optimizer with the student. Diagnostics, on logging steps: the health of the assignments
+    (:mod:`sslkit_plugins.losses.target_health`: ``teacher_entropy``, ``entropy_gap``,
+    ``target_usage``, ``target_coverage``).
     """
 
     def __init__(self, params: PatchPrototypeLossParams, ctx: BuildContext) -> None:
@@ -81,34 +86,40 @@ class PatchPrototypeLoss(Loss):
         if ctx.embed_dim is None:
             raise ValueError("the patch_prototype loss needs the backbone width (BuildContext.embed_dim)")
         self.params = params
-        self.needs = LossNeeds(patch_tokens=True, masks=params.mode == "masked")
+        positions = "masked" if params.mode == "masked" else "all"
+        self.inputs = {
+            "student": Output("patches", model="student", positions=positions),
+            "teacher": Output("patches", model="teacher", positions=positions),
+        }
+        if params.mode == "masked":
+            self.inputs["masks"] = Output("masks")
         self.prototypes = nn.Parameter(
             nn.init.trunc_normal_(torch.empty(params.num_prototypes, ctx.embed_dim), std=0.02)
         )
-        self._teacher_entropy: Tensor | None = None
+        self._health: dict[str, Tensor] = {}
 
-    def _selected_tokens(self, out: StepOutputs) -> tuple[Tensor, Tensor, Tensor]:
+    def _selected_tokens(self, inputs: StepInputs) -> tuple[Tensor, Tensor, Tensor]:
         """Student and teacher tokens ``[M, D]`` and the selection mask ``[n_global * B, N]``."""
-        student, teacher = out.student_global.patches, out.teacher_global.patches
-        if student is None or teacher is None:
-            raise ValueError("the patch_prototype loss needs the backbone's patch tokens (got None)")
+        student, teacher = inputs["student"], inputs["teacher"]
         if self.params.mode == "all":
             selected = torch.ones(student.shape[:2], dtype=torch.bool, device=student.device)
             return student.flatten(0, 1), teacher.flatten(0, 1), selected
-        if out.masks is None:
-            raise ValueError(
-                "the patch_prototype loss in masked mode needs the step's masks (StepOutputs.masks is None)"
-            )
-        return student[out.masks], teacher[out.masks], out.masks
+        return student, teacher, inputs["masks"]
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         p = self.params
-        student, teacher, selected = self._selected_tokens(out)
+        student, teacher, selected = self._selected_tokens(inputs)
+        if student.shape != teacher.shape:
+            raise ValueError(
+                f"patch_prototype loss: student and teacher patch tokens differ in shape: "
+                f"{tuple(student.shape)} vs {tuple(teacher.shape)}"
+            )
         prototypes = F.normalize(self.prototypes.float(), dim=-1)
         with torch.no_grad():
             teacher_scores = F.normalize(teacher.float(), dim=-1) @ prototypes.T
-            targets = sinkhorn_knopp(teacher_scores, p.teacher_temp or ctx.teacher_temp, p.sinkhorn_iterations)
-        self._teacher_entropy = mean_entropy(targets)
+            targets = sinkhorn_knopp(teacher_scores, p.teacher_temp, p.sinkhorn_iterations)
+        if ctx.logging_step:
+            self._health = target_health(targets)
         student_scores = F.normalize(student.float(), dim=-1) @ prototypes.T
         log_probs = torch.log_softmax(student_scores / p.student_temp, dim=-1)
         token_losses = -(targets * log_probs).sum(dim=-1)
@@ -118,4 +129,4 @@ class PatchPrototypeLoss(Loss):
         return token_losses.sum() * distributed.world_size() / n_global_tokens.clamp_min(1.0)
 
     def diagnostics(self) -> dict[str, float | Tensor]:
-        return {} if self._teacher_entropy is None else {"teacher_entropy": self._teacher_entropy}
+        return dict(self._health)

@@ -1,6 +1,8 @@
-"""Teacher target distributions for the DINO and iBOT losses (reference section 3).
+"""Teacher target distributions for the DINO and iBOT losses (DINO, Caron et al. 2021, section 3.1;
+Sinkhorn-Knopp as in SwAV, Caron et al. 2020, section 3.1, and DINOv2, Oquab et al. 2023, section 5).
 
-Two normalisations of the teacher logits ``t`` (``[M, K]``) at temperature ``T``:
+Two normalisations of the teacher logits ``t`` (``[M, K]``) at temperature ``T`` (the loss's
+``teacher_temp`` parameter, which a recipe may schedule: read at every forward):
 
 - ``centering``: ``softmax((t - c) / T)`` with the current center ``c``; then
   ``c <- m * c + (1 - m) * mean(t)``, the mean taken over every row of the global batch
@@ -22,6 +24,7 @@ from torch import Tensor
 from sslkit import distributed
 from sslkit.components import BuildContext, Loss, StepContext
 from sslkit_plugins.losses.sinkhorn_knopp import sinkhorn_knopp
+from sslkit_plugins.losses.target_health import target_health
 
 Normalization = Literal["centering", "sinkhorn_knopp"]
 
@@ -74,17 +77,11 @@ def teacher_probabilities(
     return torch.softmax((teacher_logits.detach().float() - center.float()) / temperature, dim=-1)
 
 
-def mean_entropy(probs: Tensor) -> Tensor:
-    """Mean (over rows) Shannon entropy in nats of row distributions ``[M, K]``; 0 for ``M == 0``."""
-    if probs.shape[0] == 0:
-        return probs.new_zeros(())
-    return -torch.special.xlogy(probs, probs).sum(dim=-1).mean()
-
-
 class TeacherTargetSettings(Protocol):
     """The parameters a :class:`TeacherTargetLoss` reads (fields of the ``dino`` / ``ibot`` params)."""
 
     head: str
+    teacher_temp: float
     normalization: Normalization
     center_momentum: float
     sinkhorn_iterations: int
@@ -96,9 +93,10 @@ class TeacherTargetLoss(Loss):
     Holds the center buffer (``[1, K]`` for ``centering``, checkpointed with the loss) and
     turns teacher logits into targets with :func:`teacher_probabilities`. The center update of a
     step is computed in ``forward`` (:func:`updated_center`) and copied into the buffer by
-    :meth:`commit`, which the engine calls only for applied steps. Diagnostics:
-    ``teacher_entropy`` (mean entropy of the targets in nats, computed on logging steps only)
-    and, with centering, ``center_norm``.
+    :meth:`commit`, which the engine calls only for applied steps. Diagnostics, computed on
+    logging steps only: the health of the targets (:mod:`sslkit_plugins.losses.target_health`:
+    ``teacher_entropy``, ``entropy_gap``, ``target_usage``, ``target_coverage``) and, with
+    centering, ``center_norm``.
     """
 
     def __init__(self, loss: str, settings: TeacherTargetSettings, ctx: BuildContext) -> None:
@@ -106,17 +104,18 @@ class TeacherTargetLoss(Loss):
         self.settings = settings
         self.register_buffer("center", center_buffer(loss, settings.head, settings.normalization, ctx))
         self._pending_center: Tensor | None = None
-        self._teacher_entropy: Tensor | None = None
+        self._health: dict[str, Tensor] = {}
 
     def targets(self, teacher_logits: Tensor, ctx: StepContext) -> Tensor:
-        """Teacher targets at the step's temperature (the center update stays pending); records their entropy."""
+        """Teacher targets at this step's ``teacher_temp`` (the center update stays pending); on
+        logging steps, records their health."""
         s = self.settings
-        probs = teacher_probabilities(teacher_logits, ctx.teacher_temp, s.normalization, self.center,
+        probs = teacher_probabilities(teacher_logits, s.teacher_temp, s.normalization, self.center,
                                       s.sinkhorn_iterations)
         if self.center is not None:
             self._pending_center = updated_center(self.center, teacher_logits, s.center_momentum)
         if ctx.logging_step:
-            self._teacher_entropy = mean_entropy(probs)
+            self._health = target_health(probs)
         return probs
 
     def commit(self) -> None:
@@ -126,9 +125,7 @@ class TeacherTargetLoss(Loss):
             self._pending_center = None
 
     def diagnostics(self) -> dict[str, float | Tensor]:
-        found: dict[str, float | Tensor] = {}
-        if self._teacher_entropy is not None:
-            found["teacher_entropy"] = self._teacher_entropy
+        found: dict[str, float | Tensor] = dict(self._health)
         if self.center is not None:
             found["center_norm"] = self.center.detach().norm()
         return found

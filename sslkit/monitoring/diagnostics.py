@@ -2,8 +2,11 @@
 
 Self-distillation can collapse in two ways (DINO, Caron et al. 2021, section 5.3): to the
 *uniform* distribution (every teacher output has entropy ``ln K``: centering dominates) or to
-*one prototype* (every sample puts its mass on the same dimension: sharpening dominates). The
-representation itself can also collapse to a constant vector or to a low-dimensional subspace.
+*one dimension* (every sample puts its mass on the same output dimension: sharpening dominates).
+The losses that distil teacher targets report the indicators of these two (``teacher_entropy``,
+``entropy_gap``, ``target_coverage``, see their ``diagnostics()``); this module computes those of
+the representation itself, which can collapse to a constant vector or to a low-dimensional subspace,
+and :class:`CollapseDetector` turns all of them into warnings.
 
 Every function here returns a 0-dim float32 tensor on the input's device and never calls
 ``.item()``: the engine decides when to synchronise (at logging steps) and passes plain floats
@@ -21,44 +24,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslkit.params import param
-
-
-def teacher_entropy(probs: Tensor) -> Tensor:
-    """Mean over rows of the Shannon entropy ``-sum_k p_k ln p_k`` (nats) of ``probs [M, K]``
-    (``0 ln 0 = 0``). Uniform rows give ``ln K``; one-hot rows give 0."""
-    p = probs.float()
-    return -torch.xlogy(p, p).sum(dim=-1).mean()
-
-
-def entropy_gap_to_uniform(probs: Tensor) -> Tensor:
-    """``ln K - teacher_entropy(probs)``: about 0 under uniform collapse."""
-    return math.log(probs.shape[-1]) - teacher_entropy(probs)
-
-
-def _used_prototypes(probs: Tensor) -> Tensor:
-    winners = probs.argmax(dim=-1).reshape(-1)
-    return (torch.bincount(winners, minlength=probs.shape[-1]) > 0).sum().float()
-
-
-def prototype_usage(probs: Tensor) -> Tensor:
-    """Fraction of the ``K`` prototypes that are the argmax of at least one row of ``probs [M, K]``
-    (``1 / K`` under one-prototype collapse; at most ``min(M, K) / K``)."""
-    return _used_prototypes(probs) / probs.shape[-1]
-
-
-def prototype_coverage(probs: Tensor) -> Tensor:
-    """Batch-size-independent version of :func:`prototype_usage`:
-    ``(used - 1) / (min(M, K) - 1)``, 0 when every row picks the same prototype and 1 when the
-    rows pick as many distinct prototypes as possible (1 when ``min(M, K) = 1``)."""
-    attainable = min(probs.shape[-1], probs.reshape(-1, probs.shape[-1]).shape[0])
-    if attainable <= 1:
-        return torch.ones((), device=probs.device)
-    return (_used_prototypes(probs) - 1.0) / (attainable - 1)
-
-
-def center_norm(center: Tensor) -> Tensor:
-    """L2 norm of the teacher center (DINO's EMA of teacher logits)."""
-    return center.float().norm()
 
 
 def feature_std(features: Tensor) -> Tensor:
@@ -86,27 +51,12 @@ def feature_health(features: Tensor) -> dict[str, Tensor]:
             "effective_rank": effective_rank(features)}
 
 
-def health_metrics(
-    probs: Tensor | None = None, features: Tensor | None = None, center: Tensor | None = None
-) -> dict[str, Tensor]:
-    """Every diagnostic the inputs allow, under the names :class:`CollapseDetector` reads.
-
-    ``probs``: teacher target probabilities ``[M, K]`` (after centering/Sinkhorn and the teacher
-    softmax); ``features``: backbone CLS tokens ``[M, D]``; ``center``: the teacher center.
-    """
-    out: dict[str, Tensor] = {}
-    if probs is not None:
-        out["teacher_entropy"] = teacher_entropy(probs)
-        out["entropy_gap"] = math.log(probs.shape[-1]) - out["teacher_entropy"]
-        out["prototype_usage"] = prototype_usage(probs)
-        out["prototype_coverage"] = prototype_coverage(probs)
-    if features is not None:
-        out["feature_std"] = feature_std(features)
-        out["feature_std_ratio"] = out["feature_std"] * math.sqrt(features.shape[-1])
-        out["effective_rank"] = effective_rank(features)
-    if center is not None:
-        out["center_norm"] = center_norm(center)
-    return out
+def health_metrics(features: Tensor) -> dict[str, Tensor]:
+    """The representation diagnostics of ``features`` (backbone CLS tokens ``[M, D]``), under the
+    names :class:`CollapseDetector` reads: ``feature_std``, ``feature_std_ratio``, ``effective_rank``."""
+    std = feature_std(features)
+    return {"feature_std": std, "feature_std_ratio": std * math.sqrt(features.shape[-1]),
+            "effective_rank": effective_rank(features)}
 
 
 @dataclass
@@ -116,9 +66,10 @@ class CollapseParams:
     min_entropy_gap: float = param(
         0.01, "Uniform collapse when ln K - teacher entropy < this fraction of ln K.", ge=0.0, le=1.0
     )
-    min_prototype_coverage: float = param(
+    min_target_coverage: float = param(
         0.01,
-        "One-prototype collapse when prototype_coverage ((used - 1) / (min(M, K) - 1)) is below this.",
+        "One-dimension collapse when a loss's target_coverage ((output dimensions that are some sample's argmax "
+        "- 1) / (min(M, K) - 1)) is below this.",
         ge=0.0,
         le=1.0,
     )
@@ -135,8 +86,9 @@ class CollapseParams:
 class CollapseDetector:
     """Turns diagnostic values into warnings when a collapse condition persists.
 
-    ``check(values, step)`` reads the keys produced by :func:`health_metrics`, optionally under a
-    prefix (``"dino/teacher_entropy"``: each prefix is checked separately); other keys are
+    ``check(values, step)`` reads the keys produced by :func:`health_metrics` and by the losses'
+    diagnostics (``teacher_entropy``, ``entropy_gap``, ``target_coverage``), optionally under a
+    prefix (``"loss_dino/teacher_entropy"``: each prefix is checked separately); other keys are
     ignored, and a non-finite value is itself reported. A condition is reported at every check
     once it has held for ``patience`` consecutive checks; a check where it does not hold resets
     its count.
@@ -161,13 +113,13 @@ class CollapseDetector:
                     f"teacher entropy {entropy:.2f} is within {max(gap, 0.0):.2g} of ln K = {log_k:.2f}: "
                     "uniform collapse"
                 )
-        coverage = group.get("prototype_coverage")
+        coverage = group.get("target_coverage")
         # Under uniform collapse the argmax is arbitrary: report the uniform collapse only.
-        if coverage is not None and coverage < p.min_prototype_coverage and "uniform" not in found:
-            found["one_prototype"] = (
-                f"prototype coverage {coverage:.3g} < {p.min_prototype_coverage:g}: "
-                "the teacher picks (almost) the same prototype for every sample, "
-                "one-prototype collapse"
+        if coverage is not None and coverage < p.min_target_coverage and "uniform" not in found:
+            found["one_dimension"] = (
+                f"target coverage {coverage:.3g} < {p.min_target_coverage:g}: "
+                "the teacher picks (almost) the same output dimension for every sample, "
+                "one-dimension collapse"
             )
         ratio = group.get("feature_std_ratio")
         if ratio is not None and ratio < p.min_feature_std_ratio:

@@ -1,4 +1,5 @@
-"""Health diagnostics on constructed cases and the collapse detector on collapsed / healthy batches."""
+"""Representation diagnostics on constructed cases and the collapse detector on collapsed / healthy batches
+(the target-distribution indicators it reads come from the losses: tests/plugins/losses/test_target_health.py)."""
 
 from __future__ import annotations
 
@@ -8,51 +9,9 @@ import math
 import pytest
 import torch
 
-from sslkit.monitoring.diagnostics import (
-    CollapseDetector,
-    CollapseParams,
-    center_norm,
-    effective_rank,
-    entropy_gap_to_uniform,
-    feature_std,
-    health_metrics,
-    prototype_coverage,
-    prototype_usage,
-    teacher_entropy,
-)
+from sslkit.monitoring.diagnostics import CollapseDetector, CollapseParams, effective_rank, feature_std, health_metrics
 from sslkit.params import field_doc, validate
-
-
-def test_entropy_of_uniform_is_ln_k_and_one_hot_is_zero() -> None:
-    k = 1000
-    uniform = torch.full((7, k), 1.0 / k)
-    assert teacher_entropy(uniform).ndim == 0
-    assert teacher_entropy(uniform).item() == pytest.approx(math.log(k), abs=1e-5)
-    assert entropy_gap_to_uniform(uniform).item() == pytest.approx(0.0, abs=1e-5)
-    one_hot = torch.eye(k)[:7]
-    assert teacher_entropy(one_hot).item() == 0.0
-    assert entropy_gap_to_uniform(one_hot).item() == pytest.approx(math.log(k), abs=1e-5)
-
-
-def test_entropy_is_the_mean_over_rows() -> None:
-    probs = torch.tensor([[0.5, 0.25, 0.25, 0.0], [1.0, 0.0, 0.0, 0.0]])
-    # Row entropies: 0.5 ln 2 + 2 * 0.25 ln 4 = 1.5 ln 2, and 0.
-    assert teacher_entropy(probs).item() == pytest.approx(0.75 * math.log(2), abs=1e-6)
-
-
-def test_prototype_usage_and_coverage_on_a_constructed_case() -> None:
-    winners = torch.tensor([0, 0, 2, 5])  # 3 distinct prototypes out of K = 8
-    probs = torch.full((4, 8), 0.05).scatter(1, winners[:, None], 0.65)
-    assert prototype_usage(probs).item() == pytest.approx(3 / 8)
-    assert prototype_coverage(probs).item() == pytest.approx((3 - 1) / (4 - 1))  # min(M, K) = 4
-    same = torch.full((16, 8), 0.05).scatter(1, torch.zeros(16, 1, dtype=torch.long), 0.65)
-    assert prototype_usage(same).item() == pytest.approx(1 / 8)
-    assert prototype_coverage(same).item() == 0.0
-    assert prototype_coverage(torch.eye(8)).item() == 1.0
-
-
-def test_center_norm() -> None:
-    assert center_norm(torch.tensor([[3.0, 4.0]])).item() == pytest.approx(5.0)
+from sslkit_plugins.losses.target_health import target_health
 
 
 def test_feature_std_hand_case_collapse_and_isotropic() -> None:
@@ -80,24 +39,15 @@ def test_effective_rank_of_equal_singular_values_is_the_rank() -> None:
 
 def test_health_metrics_returns_zero_dim_tensors_under_the_detector_names() -> None:
     torch.manual_seed(0)
-    metrics = health_metrics(torch.softmax(torch.randn(8, 5), -1), torch.randn(8, 4), torch.randn(1, 5))
-    assert set(metrics) == {
-        "teacher_entropy",
-        "entropy_gap",
-        "prototype_usage",
-        "prototype_coverage",
-        "feature_std",
-        "feature_std_ratio",
-        "effective_rank",
-        "center_norm",
-    }
+    metrics = health_metrics(torch.randn(8, 4))
+    assert set(metrics) == {"feature_std", "feature_std_ratio", "effective_rank"}
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in metrics.values())
     assert metrics["feature_std_ratio"].item() == pytest.approx(metrics["feature_std"].item() * 2.0)
-    assert health_metrics(features=torch.randn(8, 4)).keys() == {"feature_std", "feature_std_ratio", "effective_rank"}
 
 
 def _values(probs: torch.Tensor, features: torch.Tensor) -> dict[str, float]:
-    return {k: v.item() for k, v in health_metrics(probs, features).items()}
+    """What the engine hands the detector: a loss's target health and the CLS features' metrics."""
+    return {k: v.item() for k, v in {**target_health(probs), **health_metrics(features)}.items()}
 
 
 def _healthy() -> dict[str, float]:
@@ -116,7 +66,7 @@ def test_collapsed_batches_trip_the_detector() -> None:
     identical = torch.randn(1, 64).expand(m, 64)
     cases = {
         "uniform collapse": _values(torch.full((m, k), 1.0 / k), torch.randn(m, 64)),
-        "one-prototype collapse": _values(torch.eye(k)[torch.zeros(m, dtype=torch.long)], torch.randn(m, 64)),
+        "one-dimension collapse": _values(torch.eye(k)[torch.zeros(m, dtype=torch.long)], torch.randn(m, 64)),
         "representation collapse": _values(torch.softmax(torch.randn(m, k) / 0.1, -1), identical),
     }
     for expected, values in cases.items():

@@ -1,4 +1,4 @@
-"""DINO loss against a direct, loop-based implementation of reference section 3."""
+"""DINO loss against a direct, loop-based implementation of Caron et al. 2021, eq. 3."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sslkit.components import BackboneOutput, BuildContext, StepContext, StepOutputs
+from sslkit.components import BuildContext, Output, StepContext, StepInputs
 from sslkit_plugins.losses.dino import DINOLoss, DINOLossParams
 
 K, B = 6, 3
@@ -16,7 +16,7 @@ TEACHER_TEMP = 0.05
 
 def make_loss(n_local: int, n_global: int = 2, **kwargs) -> DINOLoss:
     ctx = BuildContext(head_dims={"dino": K}, n_global_crops=n_global, n_local_crops=n_local)
-    return DINOLoss(DINOLossParams(**kwargs), ctx)
+    return DINOLoss(DINOLossParams(**{"teacher_temp": TEACHER_TEMP, **kwargs}), ctx)
 
 
 def step(n_global: int, n_local: int, logging_step: bool = True) -> StepContext:
@@ -24,7 +24,6 @@ def step(n_global: int, n_local: int, logging_step: bool = True) -> StepContext:
         logging_step=logging_step,
         step=0,
         max_steps=10,
-        teacher_temp=TEACHER_TEMP,
         n_global=n_global,
         n_local=n_local,
         batch_size=B,
@@ -32,14 +31,8 @@ def step(n_global: int, n_local: int, logging_step: bool = True) -> StepContext:
     )
 
 
-def outputs(student: torch.Tensor, teacher: torch.Tensor) -> StepOutputs:
-    dummy = BackboneOutput(cls=torch.zeros(1, 1))
-    return StepOutputs(
-        student_global=dummy,
-        teacher_global=dummy,
-        student_cls_logits={"dino": student},
-        teacher_cls_logits={"dino": teacher},
-    )
+def outputs(student: torch.Tensor, teacher: torch.Tensor) -> StepInputs:
+    return StepInputs({"student": student, "teacher": teacher})
 
 
 def naive_dino(student: torch.Tensor, targets: torch.Tensor, n_global: int, n_student: int) -> tuple[float, int]:
@@ -116,9 +109,9 @@ def test_sinkhorn_knopp_matches_the_formula(naive_sinkhorn_knopp) -> None:
 def test_without_local_crops_ignores_local_rows(naive_centered_softmax) -> None:
     torch.manual_seed(2)
     loss = make_loss(3, use_local_crops=False)
-    assert not loss.needs.local_crops and loss.needs.cls_head == "dino"
-    student, teacher = torch.randn(5 * B, K), torch.randn(2 * B, K)  # local rows present for another loss
-    value = loss(outputs(student, teacher), step(2, 3))
+    assert loss.inputs["student"] == Output("cls", model="student", crops="global", heads=("dino",))
+    student, teacher = torch.randn(5 * B, K), torch.randn(2 * B, K)  # the engine hands the global rows only
+    value = loss(outputs(student[: 2 * B], teacher), step(2, 3))
     targets = naive_centered_softmax(teacher, torch.zeros(1, K), TEACHER_TEMP)
     assert math.isclose(value.item(), naive_dino(student, targets, 2, 2)[0], rel_tol=1e-5)
 
@@ -137,6 +130,33 @@ def test_gradients_reach_the_student_only() -> None:
     terms = [-(p[i] * q[j]).sum(dim=-1).mean() for i in range(2) for j in range(4) if i != j]
     torch.stack(terms).mean().backward()
     torch.testing.assert_close(student.grad, reference.grad)
+
+
+def test_inputs_are_the_cls_tokens_through_the_head() -> None:
+    loss = make_loss(2, head="h", normalization="sinkhorn_knopp")
+    assert loss.inputs == {"student": Output("cls", model="student", crops="all", heads=("h",)),
+                           "teacher": Output("cls", model="teacher", crops="global", heads=("h",))}
+
+
+def test_teacher_temp_is_read_at_every_forward(naive_centered_softmax) -> None:
+    """The engine writes a scheduled teacher_temp into the params before each step."""
+    torch.manual_seed(4)
+    loss = make_loss(2, center_momentum=1.0)  # the center stays 0
+    student, teacher = torch.randn(4 * B, K), torch.randn(2 * B, K)
+    loss(outputs(student, teacher), step(2, 2))
+    loss.params.teacher_temp = 0.2
+    value = loss(outputs(student, teacher), step(2, 2))
+    targets = naive_centered_softmax(teacher, torch.zeros(1, K), 0.2)
+    assert math.isclose(value.item(), naive_dino(student, targets, 2, 4)[0], rel_tol=1e-5)
+
+
+def test_diagnostics_report_the_health_of_the_targets() -> None:
+    torch.manual_seed(5)
+    loss = make_loss(2)
+    loss(outputs(torch.randn(4 * B, K), torch.randn(2 * B, K)), step(2, 2))
+    diag = loss.diagnostics()
+    assert set(diag) == {"teacher_entropy", "entropy_gap", "target_usage", "target_coverage", "center_norm"}
+    torch.testing.assert_close(diag["entropy_gap"], math.log(K) - diag["teacher_entropy"])
 
 
 def test_shape_and_build_errors() -> None:

@@ -1,4 +1,4 @@
-"""iBOT loss against a direct, loop-based implementation of reference section 3."""
+"""iBOT loss against a direct, loop-based implementation of Zhou et al. 2022, eq. 2 (DINOv2's per-crop weights)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sslkit.components import BackboneOutput, BuildContext, StepContext, StepOutputs
+from sslkit.components import BuildContext, Output, StepContext, StepInputs
 from sslkit_plugins.losses.ibot import IBOTLoss, IBOTLossParams
 
 K, N, B = 5, 6, 2
@@ -24,24 +24,17 @@ def make_masks(counts: list[int]) -> torch.Tensor:
 
 
 def make_loss(**kwargs) -> IBOTLoss:
-    return IBOTLoss(IBOTLossParams(**kwargs), BuildContext(head_dims={"ibot": K}))
+    return IBOTLoss(IBOTLossParams(**{"teacher_temp": TEACHER_TEMP, **kwargs}), BuildContext(head_dims={"ibot": K}))
 
 
 def step() -> StepContext:
     return StepContext(
-        step=0, max_steps=10, teacher_temp=TEACHER_TEMP, n_global=2, n_local=0, batch_size=B, global_batch_size=B
+        step=0, max_steps=10, n_global=2, n_local=0, batch_size=B, global_batch_size=B
     )
 
 
-def outputs(student: torch.Tensor, teacher: torch.Tensor, masks: torch.Tensor) -> StepOutputs:
-    dummy = BackboneOutput(cls=torch.zeros(1, 1))
-    return StepOutputs(
-        student_global=dummy,
-        teacher_global=dummy,
-        masks=masks,
-        student_masked_logits={"ibot": student},
-        teacher_masked_logits={"ibot": teacher},
-    )
+def outputs(student: torch.Tensor, teacher: torch.Tensor, masks: torch.Tensor) -> StepInputs:
+    return StepInputs({"student": student, "teacher": teacher, "masks": masks})
 
 
 def naive_ibot(student: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> float:
@@ -128,12 +121,26 @@ def test_gradients_reach_the_student_only() -> None:
     torch.testing.assert_close(student.grad, reference.grad)
 
 
-def test_needs_and_errors() -> None:
+def test_inputs_and_errors() -> None:
     loss = make_loss()
-    assert loss.needs.masked_patch_head == "ibot" and loss.needs.masks
+    assert loss.inputs == {"student": Output("patches", model="student", positions="masked", heads=("ibot",)),
+                           "teacher": Output("patches", model="teacher", positions="masked", heads=("ibot",)),
+                           "masks": Output("masks")}
     shared = IBOTLoss(IBOTLossParams(head="dino"), BuildContext(head_dims={"dino": K}))
-    assert shared.needs.masked_patch_head == "dino" and shared.center.shape == (1, K)
-    with pytest.raises(ValueError, match="masks"):
-        loss(outputs(torch.zeros(0, K), torch.zeros(0, K), None), step())
+    assert shared.inputs["student"].heads == ("dino",) and shared.center.shape == (1, K)
     with pytest.raises(ValueError, match="differ in shape"):
         loss(outputs(torch.zeros(1, K), torch.zeros(2, K), make_masks([1, 0, 0, 0])), step())
+
+
+def test_teacher_temp_is_read_at_every_forward(naive_centered_softmax) -> None:
+    torch.manual_seed(3)
+    masks = make_masks(CROP_COUNTS)
+    m = sum(CROP_COUNTS)
+    student, teacher = torch.randn(m, K), torch.randn(m, K)
+    loss = make_loss()
+    loss.params.teacher_temp = 0.3  # as the engine writes a scheduled value before the step
+    value = loss(outputs(student, teacher, masks), step())
+    targets = naive_centered_softmax(teacher, torch.zeros(1, K), 0.3)
+    assert math.isclose(value.item(), naive_ibot(student, targets, masks), rel_tol=1e-5)
+    assert set(loss.diagnostics()) == {"teacher_entropy", "entropy_gap", "target_usage", "target_coverage",
+                                       "center_norm"}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from sslkit.components import BuildContext
-from sslkit_plugins.losses.teacher_targets import center_buffer, mean_entropy, teacher_probabilities, updated_center
+from sslkit_plugins.losses.teacher_targets import center_buffer, teacher_probabilities, updated_center
 
 
 def test_centering_uses_the_center_and_the_update_is_a_new_tensor(naive_centered_softmax) -> None:
@@ -34,14 +32,6 @@ def test_sinkhorn_dispatch_leaves_the_center_alone() -> None:
     probs = teacher_probabilities(torch.randn(6, 4), 0.1, "sinkhorn_knopp", center)
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(6))
     assert center.abs().sum() == 0
-
-
-def test_mean_entropy() -> None:
-    uniform = torch.full((3, 8), 1 / 8)
-    torch.testing.assert_close(mean_entropy(uniform), torch.tensor(math.log(8)))
-    one_hot = torch.eye(4)
-    torch.testing.assert_close(mean_entropy(one_hot), torch.tensor(0.0))
-    assert mean_entropy(torch.zeros(0, 4)) == 0
 
 
 def test_center_buffer_size_comes_from_the_head() -> None:
