@@ -10,22 +10,26 @@ Pre-norm blocks with LayerScale and drop-path, final LayerNorm (eps 1e-6).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sslkit.components import Backbone, BackboneOutput, BuildContext
 from sslkit.errors import SSLKitError
+from sslkit.weights import LoadResult, load_by_name
 from sslkit_plugins.backbones.layer_ids import transformer_layer_id
 from sslkit_plugins.backbones.pos_embed import resample_grid
 from sslkit_plugins.backbones.vit_blocks import LAYER_NORM_EPS, Block, Mlp, PatchEmbed, SwiGLU, swiglu_hidden_dim
 from sslkit_plugins.backbones.vit_checkpoints import (
-    load_checkpoint,
+    convert_weights,
+    describe,
     timm_model_kwargs,
     timm_model_name,
     to_timm_state_dict,
 )
 from sslkit_plugins.backbones.vit_params import VIT_SIZES, ViTParams
+from sslkit_plugins.backbones.vit_transformers import to_transformers
 
 
 class ViT(Backbone):
@@ -78,8 +82,6 @@ class ViT(Backbone):
         )
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self._init_weights()
-        if params.init_from is not None:
-            load_checkpoint(self, params.init_from, params.init_format)
 
     def _init_weights(self) -> None:
         """DINOv2 / timm initialisation: N(0, 0.02) linear weights and position embedding, zero
@@ -163,3 +165,16 @@ class ViT(Backbone):
             "img_size": str(self.params.img_size),
         }
         return to_timm_state_dict(self), metadata
+
+    def export_transformers(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Weights and ``config.json`` of the equivalent Hugging Face ``Dinov2Model`` (with registers:
+        ``Dinov2WithRegistersModel``); see :func:`sslkit_plugins.backbones.vit_transformers.to_transformers`."""
+        return to_transformers(self)
+
+    def load_external_weights(self, state: dict[str, Tensor], layout: str = "auto") -> LoadResult:
+        """Load ``state`` in any layout this backbone knows (sslkit, DINOv2 release, timm, Hugging
+        Face; ``auto`` detects it), resampling the position embedding and resizing the patch kernel
+        where the source's differ; report what was loaded (``init_from``). A timm source has no
+        mask token: this backbone keeps its own (reported missing)."""
+        converted, read, reshaped = convert_weights(self, state, layout)
+        return load_by_name(self, converted, layout=read, reshaped=reshaped, description=describe(converted))
