@@ -9,7 +9,7 @@ STAMP := $(VENV)/.sslkit-installed
 $(STAMP): pyproject.toml docs/examples/sslkit-gram/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,hf]"
 	$(PY) -m pip install -q --no-build-isolation -e docs/examples/sslkit-gram
 	touch $(STAMP)
 

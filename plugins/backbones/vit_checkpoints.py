@@ -1,12 +1,13 @@
-"""Weights of the ``vit`` backbone to and from the DINOv2 release layout and timm's layout.
+"""Weights of the ``vit`` backbone to and from the DINOv2 release layout and timm's layout (and,
+through :mod:`sslkit_plugins.backbones.vit_transformers`, from Hugging Face's), for ``init_from``
+and ``sslkit export``. Reading files and run directories is :mod:`sslkit.weights.sources`.
 
 Our parameter names are timm's ``VisionTransformer`` names plus ``mask_token``; ``pos_embed``
 always holds the CLS position first (as in DINOv2). The layouts differ in:
 
 - DINOv2 release: ``register_tokens`` (ours: ``reg_token``); SwiGLU ``mlp.w12`` / ``mlp.w3``
   (ours: ``mlp.fc1`` / ``mlp.fc2``); FSDP-chunked checkpoints name block ``i`` of chunk ``c``
-  ``blocks.c.i`` (``i`` is the global index); training checkpoints nest the backbone under
-  ``teacher`` / ``model`` and prefix it with ``backbone.`` or ``teacher.backbone.``.
+  ``blocks.c.i`` (``i`` is the global index).
 - timm ``vit_*_reg4_dinov2``: ``no_embed_class``: ``pos_embed`` covers the patches only and the
   CLS position is folded into ``cls_token``; no ``mask_token`` in any timm model.
 """
@@ -15,66 +16,34 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from sslkit.errors import SSLKitError
+from sslkit_plugins.backbones.patch_resize import resize_patch_kernel
 from sslkit_plugins.backbones.pos_embed import resample_grid
 from sslkit_plugins.backbones.vit_params import VIT_SIZES
+from sslkit_plugins.backbones.vit_transformers import from_transformers, is_transformers_layout
 
 if TYPE_CHECKING:
     from sslkit_plugins.backbones.vit import ViT
 
-CheckpointFormat = Literal["auto", "dinov2", "timm"]
+SourceLayout = Literal["auto", "sslkit", "dinov2", "timm", "transformers"]
+#: The layouts a source can be read as (``auto`` detects it from the names).
+SOURCE_LAYOUTS: tuple[str, ...] = ("auto", "sslkit", "dinov2", "timm", "transformers")
 
-#: Container keys tried, in order, when a checkpoint's top level holds no tensors.
-_CONTAINERS = ("teacher", "model", "state_dict", "student")
 _CHUNKED_BLOCK = re.compile(r"^blocks\.\d+\.(\d+)\.")
-_WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")
-_SHOWN = 8
+_DINOV3_KEYS = ("storage_tokens", "rope_embed.periods")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """The backbone tensors of a local ``.safetensors`` / ``.pth`` file, unwrapped from training
-    containers (``teacher``, ``model``, ``state_dict``) and stripped of ``backbone.`` prefixes
-    (the teacher's when both are present) and ``module.`` / ``_orig_mod.`` wrappers."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise SSLKitError(f"vit init_from: checkpoint {file} does not exist")
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(file))
-        else:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any reader failure is a bad user file
-        raise SSLKitError(f"vit init_from: cannot read {file}: {exc}") from exc
-    while isinstance(obj, dict) and not any(isinstance(v, Tensor) for v in obj.values()):
-        key = next((k for k in _CONTAINERS if k in obj), None)
-        if key is None:
-            raise SSLKitError(
-                f"vit init_from: {file} holds no tensors at its top level nor under any of "
-                f"{', '.join(_CONTAINERS)}; top-level keys: {_listing(obj)}"
-            )
-        obj = obj[key]
-    if not isinstance(obj, dict):
-        raise SSLKitError(f"vit init_from: {file} does not hold a state dict (found {type(obj).__name__})")
-    state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
-    prefixes = sorted({k[: k.index("backbone.") + len("backbone.")] for k in state if "backbone." in k})
-    if prefixes:
-        prefix = next((p for p in prefixes if "teacher" in p), prefixes[0])
-        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    return {_WRAPPER_PREFIX.sub("", k): v for k, v in state.items()}
-
-
-def detect_format(state: dict[str, Tensor]) -> Literal["dinov2", "timm"]:
-    """``dinov2`` when a key only the DINOv2 layout has is present (``mask_token``,
-    ``register_tokens``, ``mlp.w12``, chunked blocks), else ``timm``."""
+def detect_format(state: dict[str, Tensor]) -> Literal["dinov2", "timm", "transformers"]:
+    """``transformers`` for Hugging Face names, ``dinov2`` when a key only the DINOv2 layout (or
+    ours) has is present (``mask_token``, ``register_tokens``, ``mlp.w12``, chunked blocks), else
+    ``timm``."""
+    if is_transformers_layout(state):
+        return "transformers"
     for key in state:
         if key in ("mask_token", "register_tokens") or ".mlp.w12." in key or _CHUNKED_BLOCK.match(key):
             return "dinov2"
@@ -88,73 +57,73 @@ def _from_dinov2_names(key: str) -> str:
     return key.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2.")
 
 
-def load_weights(
-    vit: ViT, state: dict[str, Tensor], fmt: CheckpointFormat = "auto", source: str = "state dict"
-) -> None:
-    """Copy ``state`` (DINOv2 or timm layout, see the module doc) into ``vit``.
-
-    The position embedding is resampled to ``vit``'s grid when the checkpoint's differs; a
-    timm checkpoint keeps ``vit``'s own ``mask_token``. Missing or unexpected keys and shape
-    mismatches raise :class:`SSLKitError` naming ``source`` and the keys.
-    """
-    layout = detect_format(state) if fmt == "auto" else fmt
-    if layout == "dinov2":
+def convert_weights(
+    vit: ViT, state: dict[str, Tensor], layout: str = "auto"
+) -> tuple[dict[str, Tensor], str, dict[str, str]]:
+    """``state`` (any layout of the module doc, or Hugging Face's) in ``vit``'s names and shapes:
+    ``(state, layout read, reshaped)``. A position embedding of another grid is resampled (with the
+    backbone's ``pos_embed_antialias`` and ``pos_embed_offset``), a patch kernel of another size is
+    PI-resized (:func:`resize_patch_kernel`); ``reshaped`` says which and how. DINOv3 checkpoints
+    (rotary position embeddings, which this backbone does not implement) are refused."""
+    if layout not in SOURCE_LAYOUTS:
+        raise SSLKitError(f"vit init_format {layout!r}: expected one of {', '.join(SOURCE_LAYOUTS)}")
+    if any(key in state for key in _DINOV3_KEYS):
+        raise SSLKitError(
+            "vit init_from: this is a DINOv3 checkpoint (storage tokens, rotary position embeddings); the vit "
+            "backbone implements DINOv2's learned absolute position embedding, so DINOv3 weights would not "
+            "compute the same function. Start from a DINOv2 checkpoint instead."
+        )
+    read = detect_format(state) if layout == "auto" else layout
+    if read == "transformers":
+        state = from_transformers(state)
+    elif read in ("dinov2", "sslkit"):
         state = {_from_dinov2_names(k): v for k, v in state.items()}
     state = dict(state)
-    own = vit.state_dict()
-    if layout == "timm" and "mask_token" not in state:
-        state["mask_token"] = own["mask_token"]
-    if "pos_embed" in state and state["pos_embed"].ndim == 3:
-        state["pos_embed"] = _fit_pos_embed(vit, state["pos_embed"], source)
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} (model {tuple(own[k].shape)})"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        p = vit.params
-        lines = [
-            f"vit init_from: {source} ({layout} layout; {_describe(state)}) does not fit the backbone "
-            f"(size={p.size}, patch_size={p.patch_size}, num_register_tokens={p.num_register_tokens}, "
-            f"ffn={vit.ffn_kind}, layerscale_init={p.layerscale_init}, qkv_bias={p.qkv_bias}):"
-        ]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if items:
-                lines.append(f"  {label} ({len(items)}): {_listing(items)}")
-        raise SSLKitError("\n".join(lines))
-    vit.load_state_dict(state, strict=True)
+    reshaped: dict[str, str] = {}
+    pos = state.get("pos_embed")
+    if pos is not None and pos.ndim == 3 and pos.shape[-1] == vit.embed_dim:
+        state["pos_embed"], note = _fit_pos_embed(vit, pos)
+        if note:
+            reshaped["pos_embed"] = note
+    kernel = state.get("patch_embed.proj.weight")
+    if kernel is not None and kernel.ndim == 4 and kernel.shape[:2] == vit.patch_embed.proj.weight.shape[:2]:
+        size = (vit.patch_size, vit.patch_size)
+        if tuple(kernel.shape[-2:]) != size:
+            state["patch_embed.proj.weight"] = resize_patch_kernel(kernel, size)
+            reshaped["patch_embed.proj.weight"] = (
+                f"patch {kernel.shape[-2]}x{kernel.shape[-1]} -> {size[0]}x{size[1]} (FlexiViT PI-resize)"
+            )
+    return state, read, reshaped
 
 
-def load_checkpoint(vit: ViT, path: str | Path, fmt: CheckpointFormat = "auto") -> None:
-    """:func:`read_checkpoint` then :func:`load_weights`."""
-    load_weights(vit, read_checkpoint(path), fmt, source=str(Path(path).expanduser()))
-
-
-def _fit_pos_embed(vit: ViT, pos: Tensor, source: str) -> Tensor:
-    """Any square grid, with or without the CLS position -> ``vit``'s ``[1, 1 + h * w, D]``.
+def _fit_pos_embed(vit: ViT, pos: Tensor) -> tuple[Tensor, str]:
+    """Any square grid, with or without the CLS position -> ``vit``'s ``[1, 1 + h * w, D]`` and a
+    note of what changed ("" when nothing did).
 
     A ``pos_embed`` without the CLS position (timm ``no_embed_class``, the CLS position is in
     ``cls_token``) gets a zero CLS position.
     """
     n = pos.shape[1]
+    notes = []
     if math.isqrt(n) ** 2 == n:
         pos = torch.cat([pos.new_zeros(1, 1, pos.shape[2]), pos], dim=1)
         n += 1
+        notes.append("zero CLS position added (timm no_embed_class)")
     side = math.isqrt(n - 1)
     if side * side != n - 1:
         raise SSLKitError(
-            f"vit init_from: {source}: pos_embed has {n} positions, neither a square grid "
-            f"nor a square grid plus the CLS position"
+            f"vit init_from: pos_embed has {n} positions, neither a square grid nor a square grid plus the "
+            "CLS position"
         )
     params = vit.params
+    if (side, side) != vit.grid:
+        notes.append(f"grid {side}x{side} -> {vit.grid[0]}x{vit.grid[1]} (bicubic)")
     patches = resample_grid(pos[:, 1:], (side, side), vit.grid, params.pos_embed_antialias, params.pos_embed_offset)
-    return torch.cat([pos[:, :1], patches], dim=1)
+    return torch.cat([pos[:, :1], patches], dim=1), "; ".join(notes)
 
 
-def _describe(state: dict[str, Tensor]) -> str:
-    """What the checkpoint looks like: width, patch, depth, registers, and the size it matches."""
+def describe(state: dict[str, Tensor]) -> str:
+    """What a state dict in our names looks like: width, patch, depth, registers, and the size it matches."""
     weight = state.get("patch_embed.proj.weight")
     if weight is None or weight.ndim != 4:
         return "no patch_embed.proj.weight"
@@ -165,12 +134,6 @@ def _describe(state: dict[str, Tensor]) -> str:
         text += f", {state['reg_token'].shape[1]} register tokens"
     size = next((name for name, (d, n, _) in VIT_SIZES.items() if (d, n) == (width, depth)), None)
     return text + (f": size '{size}'" if size else "")
-
-
-def _listing(items: Iterable[object]) -> str:
-    names = [str(i) for i in items]
-    more = f", ... (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
 
 
 # --- export to timm -------------------------------------------------------------------------

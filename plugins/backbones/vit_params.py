@@ -92,16 +92,3 @@ class ViTParams:
         ge=0.0,
         lt=1.0,
     )
-    init_from: str | None = param(
-        None,
-        "Local checkpoint (.pth/.pt or .safetensors) to initialise the weights from: the official DINOv2 "
-        "release layout, a DINOv2 training checkpoint (teacher backbone), timm's vit_*_dinov2 layout, "
-        "or an sslkit checkpoint (teacher backbone). A position embedding for another grid is "
-        "interpolated (with pos_embed_antialias and pos_embed_offset). Nothing is downloaded.",
-    )
-    init_format: Literal["auto", "dinov2", "timm"] = param(
-        "auto",
-        "Layout of init_from: 'dinov2' (official release: register_tokens, mask_token, mlp.w12/w3, "
-        "chunked blocks.C.I), 'timm' (reg_token, no mask_token, pos_embed without the CLS position "
-        "for register models), or 'auto' to detect it from the keys.",
-    )

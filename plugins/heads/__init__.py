@@ -1,4 +1,5 @@
-"""Built-in projection heads: tokens -> logits over prototypes (reference section 2)."""
+"""Built-in projection heads: tokens -> logits over prototypes (DINO, Caron et al. 2021, section 3.1;
+iBOT, Zhou et al. 2022, section 3.3)."""
 
 import sslkit
 from sslkit.hookspecs import Register

@@ -1,4 +1,4 @@
-"""The DINO projection head (reference section 2).
+"""The DINO projection head (Caron et al. 2021, section 3.1 and appendix; DINOv2, Oquab et al. 2023, section 4).
 
 ``x -> MLP (in -> hidden -> ... -> bottleneck, GELU) -> L2-normalise -> prototypes``: an MLP
 of ``nlayers`` linear layers (in -> 2048 -> 2048 -> 256 by default) with GELU between them
@@ -45,6 +45,11 @@ class DINOHeadParams:
         "initialised to 1, part of the last layer), as DINOv2 does; false fixes g at 1 (DINO v1's "
         "norm_last_layer).",
     )
+    freeze_last_layer_epochs: float = param(
+        1.0,
+        "Epochs during which the prototype layer (and g) get lr 0 (DINO, Caron et al. 2021, appendix).",
+        ge=0.0,
+    )
 
 
 def _mlp(in_dim: int, params: DINOHeadParams) -> nn.Sequential:
@@ -66,7 +71,8 @@ class DINOHead(Head):
     Input: tokens ``[M, embed_dim]`` (the width comes from ``ctx.embed_dim``); output:
     logits ``[M, out_dim]`` (in [-1, 1] unless ``trainable_norm``). Linear weights are
     initialised trunc-normal with std 0.02 and biases to 0. ``last_layer`` (the prototypes,
-    and ``g`` when trainable) is what the optimizer freezes during the first epoch.
+    and ``g`` when trainable) gets learning rate 0 during the first ``freeze_last_layer_epochs``
+    epochs (:meth:`frozen_for_steps`), which stabilises the start of training (DINO's appendix).
     """
 
     def __init__(self, params: DINOHeadParams, ctx: BuildContext) -> None:
@@ -74,6 +80,7 @@ class DINOHead(Head):
         if ctx.embed_dim is None:
             raise ValueError(f"{type(self).__name__} needs the backbone width (BuildContext.embed_dim)")
         self.out_dim = params.out_dim
+        self.params = params
         self.mlp = _mlp(ctx.embed_dim, params)
         for module in self.mlp.modules():
             if isinstance(module, nn.Linear):
@@ -81,11 +88,11 @@ class DINOHead(Head):
                 nn.init.zeros_(module.bias)
         self.last_layer = NormalizedPrototypes(params.bottleneck_dim, params.out_dim, params.trainable_norm)
 
-    @property  # type: ignore[override]
-    def last_layer(self) -> NormalizedPrototypes:
-        """The registered prototype layer (a property so that ``Head.last_layer = None``, a class
-        attribute, does not hide the submodule from attribute access)."""
-        return self._modules["last_layer"]  # type: ignore[return-value]
+    def frozen_for_steps(self, epoch_length: int) -> dict[str, int]:
+        """Every parameter of ``last_layer`` (``last_layer.weight`` and, when trainable,
+        ``last_layer.g``), frozen for ``round(freeze_last_layer_epochs * epoch_length)`` steps."""
+        steps = round(self.params.freeze_last_layer_epochs * epoch_length)
+        return {f"last_layer.{name}": steps for name, _ in self.last_layer.named_parameters()}
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.mlp(x)

@@ -1,4 +1,5 @@
-"""The iBOT patch head: the DINO head's architecture under its own name (reference section 2).
+"""The iBOT patch head: the DINO head's architecture under its own name (Zhou et al. 2022, section 3.3;
+DINOv2, Oquab et al. 2023, section 4).
 
 DINOv2's ViT-L/14 and ViT-g recipes give iBOT a separate head of the same shape; smaller
 recipes share the DINO head. In sslkit both are recipe choices:

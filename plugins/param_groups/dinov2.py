@@ -1,5 +1,6 @@
 """DINOv2 optimizer groups: layer-wise lr decay, patch-embed lr factor, no decay on
-biases / norms / LayerScale (reference section 6)."""
+biases / norms / LayerScale (DINOv2, Oquab et al. 2023, appendix; layer decay from BEiT, Bao et al.
+2022, section 2.6)."""
 
 from __future__ import annotations
 
@@ -44,33 +45,36 @@ class DINOv2Groups:
       patch embedding 0.9^25 * 0.2, block 12 0.9^12, block 23 0.9^1, heads 1.0;
     - ``wd_multiplier`` 0 for biases, norm weights, LayerScale gammas and other 1-D parameters,
       1 otherwise; every group follows the weight-decay schedule;
-    - ``is_last_layer`` for the parameters of each head's ``last_layer``.
+    - ``frozen_steps`` for the parameters that a head or student-only module freezes
+      (:meth:`~sslkit.components.Head.frozen_for_steps`, e.g. the DINO head's prototype layer for
+      its ``freeze_last_layer_epochs``), converted with ``ctx.epoch_length`` steps per epoch.
 
     Parameters with identical settings share one group, named after its layers, e.g.
-    ``layer_3/decay``, ``layer_0/patch_embed/decay``, ``layer_25/no_decay/last_layer``.
+    ``layer_3/decay``, ``layer_0/patch_embed/decay``, ``layer_25/decay/frozen_1250``.
     """
 
     def __init__(self, params: DINOv2GroupsParams, ctx: BuildContext | None = None) -> None:
         self.params = params
+        self.epoch_length = (ctx or BuildContext()).epoch_length
 
     def groups(self, model: nn.Module) -> list[ParamGroup]:
-        """One group per distinct (lr multiplier, weight-decay multiplier, last layer)."""
+        """One group per distinct (lr multiplier, weight-decay multiplier, frozen steps)."""
         backbone: Backbone = model.backbone
         top = backbone.num_layers + 1
         entries = []
-        for p in trainable_params(model):
+        for p in trainable_params(model, self.epoch_length):
             layer = backbone.layer_id(p.local_name) if p.part == "backbone" else top
             patch_embed = p.part == "backbone" and "patch_embed" in p.local_name.split(".")
             lr = self.params.layer_decay ** (top - layer) * (self.params.patch_embed_lr_mult if patch_embed else 1.0)
-            key = (lr, 0.0 if p.no_decay else 1.0, p.is_last_layer)
+            key = (lr, 0.0 if p.no_decay else 1.0, p.frozen_steps)
             entries.append((key, (layer, patch_embed), p.param))
         result = []
-        for (lr, wd, last), labels, params in merge(entries):
+        for (lr, wd, frozen), labels, params in merge(entries):
             name = _layers_label(sorted({layer for layer, _ in labels}))
             if all(patch_embed for _, patch_embed in labels):
                 name += "/patch_embed"
             name += "/no_decay" if wd == 0.0 else "/decay"
-            if last:
-                name += "/last_layer"
-            result.append(ParamGroup(name=name, params=params, lr_multiplier=lr, wd_multiplier=wd, is_last_layer=last))
+            if frozen:
+                name += f"/frozen_{frozen}"
+            result.append(ParamGroup(name=name, params=params, lr_multiplier=lr, wd_multiplier=wd, frozen_steps=frozen))
         return result

@@ -1,13 +1,15 @@
-"""Shared rules of the built-in parameter-group policies (reference section 6).
+"""Shared rules of the built-in parameter-group policies (DINOv2, Oquab et al. 2023, appendix:
+optimizer settings; DINO, Caron et al. 2021, appendix: the frozen prototype layer).
 
 - Which parameters get no weight decay: biases, normalisation weights, LayerScale gammas and
   any other parameter with at most one dimension.
-- Which parameters are the heads' last layers (frozen during the first epoch): every parameter
-  of a head's ``last_layer``, including the weight-norm magnitude ``g`` ([out_dim, 1]) of a
-  DINOv2 head, which also keeps weight decay multiplier 1 as in DINOv2's code (it is neither a
-  bias, a norm nor a gamma, and has two dimensions).
-- Merging parameters with identical optimizer settings into one group, so that a fused
-  optimizer sees few, large groups.
+- Which parameters get lr 0 for their first steps: those that a head or a student-only module
+  names in :meth:`~sslkit.components.Head.frozen_for_steps` (e.g. every parameter of the DINO
+  head's prototype layer, including the weight-norm magnitude ``g`` ([out_dim, 1]) of a DINOv2
+  head, which also keeps weight decay multiplier 1 as in DINOv2's code: it is neither a bias, a
+  norm nor a gamma, and has two dimensions).
+- Merging parameters with identical optimizer settings (frozen steps included) into one group,
+  so that a fused optimizer sees few, large groups.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from sslkit.components import Head
+from sslkit.errors import SSLKitError
+
+#: the student's children whose modules may freeze parameters (``Head.frozen_for_steps``)
+FREEZING_PARTS = ("heads", "student_modules")
+
 
 @dataclass(frozen=True)
 class TrainableParam:
     """A trainable parameter of the student and what the policies need to know about it."""
 
     name: str  # full name in the student, e.g. "backbone.blocks.3.attn.qkv.weight"
-    part: str  # top-level child: "backbone", "heads", "losses" (or another child's name)
+    part: str  # top-level child: "backbone", "heads", "student_modules", "losses" (or another child's name)
     local_name: str  # name inside its component, e.g. "blocks.3.attn.qkv.weight"
     param: nn.Parameter
     no_decay: bool
-    is_last_layer: bool
+    frozen_steps: int  # lr 0 for this many first steps (0: never frozen)
 
 
 def is_no_decay(local_name: str, param: nn.Parameter) -> bool:
@@ -42,34 +50,43 @@ def is_no_decay(local_name: str, param: nn.Parameter) -> bool:
 
 
 def _local_name(name: str) -> tuple[str, str]:
-    """Split ``part.rest`` (``heads.<head>.rest`` / ``losses.<loss>.rest``) into part and rest."""
+    """Split ``part.rest`` (``heads.<head>.rest``, ``student_modules.<module>.rest``, ``losses.<loss>.rest``)
+    into part and rest."""
     part, _, rest = name.partition(".")
-    if part in ("heads", "losses") and "." in rest:
+    if part in ("heads", "student_modules", "losses") and "." in rest:
         rest = rest.partition(".")[2]
     return part, rest
 
 
-def _last_layer(head: nn.Module) -> nn.Module | None:
-    """The head's ``last_layer``: the registered submodule (which the class-level default
-    ``Head.last_layer = None`` would hide from plain attribute access) or the attribute."""
-    children = dict(head.named_children())
-    return children["last_layer"] if "last_layer" in children else getattr(head, "last_layer", None)
+def frozen_steps(model: nn.Module, epoch_length: int) -> dict[int, int]:
+    """``id(parameter) -> steps`` for every parameter a head or student-only module of ``model``
+    freezes (:meth:`~sslkit.components.Head.frozen_for_steps` with ``epoch_length`` steps per epoch)."""
+    found: dict[int, int] = {}
+    for part in FREEZING_PARTS:
+        modules = getattr(model, part, None)
+        for module_name, module in modules.items() if modules is not None else ():
+            if not isinstance(module, Head):
+                continue
+            params = dict(module.named_parameters())
+            for name, steps in module.frozen_for_steps(epoch_length).items():
+                if name not in params:
+                    raise SSLKitError(
+                        f"{part}.{module_name} ({type(module).__name__}): frozen_for_steps() names {name!r}, which is "
+                        f"not one of its parameters (named_parameters(): {', '.join(list(params)[:8])}...)")
+                found[id(params[name])] = int(steps)
+    return found
 
 
-def trainable_params(model: nn.Module) -> list[TrainableParam]:
-    """The student's parameters with ``requires_grad``, each once, in registration order."""
-    last_layer_ids: set[int] = set()
-    heads = getattr(model, "heads", None)
-    for head in heads.values() if heads is not None else ():
-        last_layer = _last_layer(head)
-        if last_layer is not None:
-            last_layer_ids.update(id(p) for p in last_layer.parameters())
+def trainable_params(model: nn.Module, epoch_length: int) -> list[TrainableParam]:
+    """The student's parameters with ``requires_grad``, each once, in registration order, with the
+    steps for which their module freezes them (``epoch_length``: steps per epoch)."""
+    frozen = frozen_steps(model, epoch_length)
     result = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         part, local = _local_name(name)
-        result.append(TrainableParam(name, part, local, param, is_no_decay(local, param), id(param) in last_layer_ids))
+        result.append(TrainableParam(name, part, local, param, is_no_decay(local, param), frozen.get(id(param), 0)))
     return result
 
 

@@ -1,4 +1,5 @@
-"""``sslkit export``: a trained backbone's weights as safetensors, in the ecosystem's layout."""
+"""``sslkit export``: a trained backbone in the format where users go next (timm weights, a Hugging
+Face ``transformers`` folder, or a self-contained torch program), checked by reading it back."""
 
 from __future__ import annotations
 
@@ -9,26 +10,34 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="write a backbone's weights as safetensors (timm layout for ViTs)",
-                       description="Write the teacher's (default) or student's backbone weights from a checkpoint "
-                                   "file or run directory. ViT backbones are written in timm's layout, so that "
-                                   "timm.create_model(NAME, pretrained=True, "
-                                   "pretrained_cfg_overlay=dict(file=OUT)) loads them; NAME is printed.")
+    p = sub.add_parser("export", help="write a backbone as timm weights, a transformers folder or a torch program",
+                       description="Write the teacher's (default) or student's backbone from a checkpoint file or "
+                                   "run directory, then read the output back and check every tensor. timm: one "
+                                   ".safetensors file in timm's layout (timm.create_model(NAME, pretrained=True, "
+                                   "pretrained_cfg_overlay=dict(file=OUT)) loads it; NAME is printed). "
+                                   "transformers: a folder that transformers.AutoModel.from_pretrained(OUT) loads "
+                                   "(vit backbones: Dinov2Model). torchscript: a torch.export program (.pt2; "
+                                   "TorchScript itself is deprecated in torch) that torch.export.load(OUT).module() "
+                                   "runs without sslkit, returning (cls, patch tokens).")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file or run directory")
-    p.add_argument("--out", required=True, type=Path, help="output .safetensors file")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output: .safetensors file (timm), folder (transformers) or .pt2 file (torchscript)")
     p.add_argument("--which", choices=("teacher", "student"), default="teacher", help="which backbone")
+    p.add_argument("--format", dest="fmt", choices=("timm", "transformers", "torchscript"), default="timm",
+                   help="output format (default: timm)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="torchscript: the input side the program takes (default: the recipe's global crop size)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
-
     from sslkit.engine.restore import load_backbone
+    from sslkit.export import export_backbone
 
-    backbone, _, step = load_backbone(args.checkpoint, args.which)
-    weights, metadata = backbone.export_weights()
-    metadata = {**metadata, "sslkit_step": str(step), "sslkit_which": args.which}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(args.out), metadata=metadata)
-    print(json.dumps({"out": str(args.out), "tensors": len(weights), **metadata}))
+    backbone, resolved, step = load_backbone(args.checkpoint, args.which)
+    image_size = args.image_size or int(resolved.recipe.data.augmentation.get("global_crop_size", 224))
+    in_chans = int(getattr(getattr(backbone, "params", None), "in_chans", 3))
+    metadata = {"sslkit_step": str(step), "sslkit_which": args.which}
+    summary = export_backbone(backbone, args.fmt, args.out, metadata, image_size, in_chans)
+    print(json.dumps(summary))
     return 0

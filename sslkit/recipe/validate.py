@@ -103,7 +103,27 @@ def _check_component(kind: str, key: str, spec: dict[str, Any], registry: Regist
             elif scheduled != "weight":
                 validate(component.params, {**values, scheduled: extreme}, prefix=key, locate=locate,
                          problems=problems)
-    return ComponentSpec(key, component, params, float(weight) if kind == "loss" else 1.0, schedules)
+    init = _check_init(key, spec, locations, problems) if kind == "backbone" else INIT_DEFAULTS
+    return ComponentSpec(key, component, params, float(weight) if kind == "loss" else 1.0, schedules=schedules,
+                         **init)
+
+
+def _check_init(key: str, spec: dict[str, Any], locations: Locations, problems: list[Problem]) -> dict[str, Any]:
+    """The backbone entry's ``init_from`` / ``init_format`` / ``init_min_fraction``, checked."""
+    init = {k: spec.get(k, default) for k, default in INIT_DEFAULTS.items()}
+    source, layout, fraction = init["init_from"], init["init_format"], init["init_min_fraction"]
+    if source is not None and (not isinstance(source, str) or not source):
+        problems.append(Problem(f"{key}.init_from", "expected the path of a run directory, checkpoint, weights file "
+                                f"or Hugging Face folder (or null), got {source!r}", locations.get(f"{key}.init_from")))
+    if not isinstance(layout, str):
+        problems.append(Problem(f"{key}.init_format", f"expected a layout name such as 'auto', got {layout!r}",
+                                locations.get(f"{key}.init_format")))
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
+        problems.append(Problem(f"{key}.init_min_fraction", f"expected a number in [0, 1], got {fraction!r}",
+                                locations.get(f"{key}.init_min_fraction")))
+        init["init_min_fraction"] = INIT_DEFAULTS["init_min_fraction"]
+    init["init_min_fraction"] = float(init["init_min_fraction"])
+    return init
 
 
 def _schedules(key: str, kind: str, component: Component, spec: dict[str, Any], locations: Locations,

@@ -17,7 +17,7 @@ def _groups(model: nn.Module, *, buggy: bool = False) -> list[ParamGroup]:
         ParamGroup("body/decay", [model[0].weight], lr_multiplier=0.5, wd_multiplier=1.0),
         ParamGroup("body/no_decay", [model[0].bias], lr_multiplier=0.5, wd_multiplier=0.0,
                    follows_wd_schedule=not buggy),
-        ParamGroup("head/last_layer", [model[1].weight, model[1].bias], is_last_layer=True,
+        ParamGroup("head/frozen_3", [model[1].weight, model[1].bias], frozen_steps=3,
                    follows_wd_schedule=not buggy),
     ]
 
@@ -26,19 +26,20 @@ def test_every_group_gets_schedule_times_multiplier() -> None:
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
     groups = _groups(model)
     optimizer = build_optimizer(groups, (0.9, 0.999), 1e-8, "auto", torch.device("cpu"))
-    apply_schedules(optimizer, groups, lr=0.1, weight_decay=0.2, freeze_last_layer=False)
+    apply_schedules(optimizer, groups, lr=0.1, weight_decay=0.2, step=3)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.05, 0.1])
     assert [g["weight_decay"] for g in optimizer.param_groups] == pytest.approx([0.2, 0.0, 0.2])
-    apply_schedules(optimizer, groups, lr=0.1, weight_decay=0.3, freeze_last_layer=True)
-    assert optimizer.param_groups[2]["lr"] == 0.0
-    assert optimizer.param_groups[2]["weight_decay"] == pytest.approx(0.3)
+    for step in (0, 2):  # the group's first frozen_steps steps
+        apply_schedules(optimizer, groups, lr=0.1, weight_decay=0.3, step=step)
+        assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.05, 0.0])
+        assert optimizer.param_groups[2]["weight_decay"] == pytest.approx(0.3)
 
 
 def test_groups_opting_out_keep_their_fixed_weight_decay() -> None:
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
     groups = _groups(model, buggy=True)
     optimizer = build_optimizer(groups, (0.9, 0.999), 1e-8, "for_loop", torch.device("cpu"))
-    apply_schedules(optimizer, groups, lr=0.1, weight_decay=0.4, freeze_last_layer=False)
+    apply_schedules(optimizer, groups, lr=0.1, weight_decay=0.4, step=5)
     assert [g["weight_decay"] for g in optimizer.param_groups] == pytest.approx([0.4, 0.01, 0.01])
 
 

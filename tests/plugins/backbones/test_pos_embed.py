@@ -10,7 +10,6 @@ from torch import Tensor
 from sslkit.errors import SSLKitError
 from sslkit_plugins.backbones.pos_embed import resample_grid
 from sslkit_plugins.backbones.vit import ViT
-from sslkit_plugins.backbones.vit_checkpoints import load_weights
 from sslkit_plugins.backbones.vit_params import ViTParams
 
 GRIDS = ((2, 2), (6, 6), (3, 5), (7, 2))  # from the stored 4 x 4 grid (img_size 56, patch 14)
@@ -62,7 +61,7 @@ def test_loading_weights_for_another_grid_resamples_with_the_offset() -> None:
     official model (which keeps its stored grid and resamples in the forward pass) computes."""
     small = make(pos_embed_antialias=False, pos_embed_offset=0.1)
     large = make(img_size=84, pos_embed_antialias=False, pos_embed_offset=0.1)
-    load_weights(large, small.state_dict())
+    assert large.load_external_weights(small.state_dict()).reshaped == {"pos_embed": "grid 4x4 -> 6x6 (bicubic)"}
     torch.testing.assert_close(large.pos_embed, small.position_embedding((6, 6)))
 
 

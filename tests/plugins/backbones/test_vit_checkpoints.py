@@ -13,11 +13,10 @@ from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
 from sslkit.errors import SSLKitError
+from sslkit.weights import initialise, read_weights
 from sslkit_plugins.backbones.vit import ViT
 from sslkit_plugins.backbones.vit_checkpoints import (
     detect_format,
-    load_weights,
-    read_checkpoint,
     timm_model_kwargs,
     timm_model_name,
     to_timm_state_dict,
@@ -65,7 +64,8 @@ def test_timm_weights_give_identical_outputs(name: str, kwargs: dict) -> None:
     assert timm_model_name(vit) == name
     model = timm_vit(name, dynamic_img_size=True, **timm_model_kwargs(vit))
     randomize(model)
-    load_weights(vit, model.state_dict(), source="timm model")
+    result = vit.load_external_weights(model.state_dict())
+    assert (result.layout, result.missing, result.unexpected, result.mismatched) == ("timm", ["mask_token"], [], [])
     torch.manual_seed(2)
     for side in (IMG, 98, 28):  # native grid, then resampled position embeddings (up and down)
         images = torch.randn(2, 3, side, side)
@@ -179,7 +179,9 @@ def test_official_dinov2_layout_loads(tmp_path: Path) -> None:
     path = tmp_path / "teacher_checkpoint.pth"
     torch.save({"teacher": teacher, "iteration": 5}, path)
 
-    loaded = ours(size="tiny", ffn="swiglu", num_register_tokens=4, init_from=str(path))
+    loaded = ours(size="tiny", ffn="swiglu", num_register_tokens=4)
+    report = initialise(loaded, path, min_fraction=1.0, log=None)
+    assert report.layout == "dinov2" and report.loaded_tensors == report.total_tensors
     for key, value in source.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
@@ -192,7 +194,7 @@ def test_training_checkpoint_prefers_the_teacher(tmp_path: Path) -> None:
     model.update({f"teacher.backbone.{k}": v for k, v in teacher.state_dict().items()})
     path = tmp_path / "model_0001249.rank_0.pth"
     torch.save({"model": model}, path)
-    torch.testing.assert_close(read_checkpoint(path)["cls_token"], teacher.cls_token.detach())
+    torch.testing.assert_close(read_weights(path).state["cls_token"], teacher.cls_token.detach())
 
 
 def test_sslkit_checkpoint_gives_its_teacher_backbone(tmp_path: Path) -> None:
@@ -207,7 +209,8 @@ def test_sslkit_checkpoint_gives_its_teacher_backbone(tmp_path: Path) -> None:
     }
     path = tmp_path / "step_00000007.pt"
     torch.save(payload, path)
-    loaded = ours(size="tiny", num_register_tokens=4, init_from=str(path))
+    loaded = ours(size="tiny", num_register_tokens=4)
+    assert initialise(loaded, path, min_fraction=1.0, log=None).kind == "sslkit"
     torch.testing.assert_close(loaded.reg_token, teacher.reg_token)
     torch.testing.assert_close(loaded.blocks[11].ls2.gamma, teacher.blocks[11].ls2.gamma)
 
@@ -217,43 +220,45 @@ def test_position_embedding_of_another_grid_is_resampled(tmp_path: Path) -> None
     randomize(big)
     path = tmp_path / "big.safetensors"
     save_file(big.state_dict(), str(path))
-    small = ours(size="tiny", init_from=str(path))  # 4 x 4 grid
+    small = ours(size="tiny")  # 4 x 4 grid
+    report = initialise(small, path, min_fraction=1.0, log=None)
+    assert report.reshaped == {"pos_embed": "grid 7x7 -> 4x4 (bicubic)"}
     want = resample_abs_pos_embed(big.pos_embed.detach(), [4, 4], num_prefix_tokens=1)
     torch.testing.assert_close(small.pos_embed.detach(), want)
 
 
-def test_timm_layout_keeps_our_mask_token_and_a_forced_dinov2_layout_reports_it() -> None:
+def test_timm_layout_keeps_our_mask_token() -> None:
     vit = ours(size="tiny")
     with torch.no_grad():
         vit.mask_token.fill_(0.5)
     state = to_timm_state_dict(ours(size="tiny"))
     assert detect_format(state) == "timm"
-    load_weights(vit, state)
+    assert vit.load_external_weights(state).missing == ["mask_token"]
     assert torch.all(vit.mask_token == 0.5)
-    with pytest.raises(SSLKitError, match=r"missing \(1\): mask_token"):
-        load_weights(vit, state, fmt="dinov2", source="weights.pth")
 
 
-def test_mismatches_raise_clear_errors(tmp_path: Path) -> None:
+def test_mismatches_are_reported_and_too_little_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "registers.pth"
     torch.save(ours(size="tiny", num_register_tokens=4).state_dict(), path)
-    with pytest.raises(SSLKitError, match=r"registers\.pth.*4 register tokens[\s\S]*unexpected \(1\): reg_token"):
-        ours(size="tiny", init_from=str(path))
+    report = initialise(ours(size="tiny"), path, log=None)
+    assert report.unexpected == ["reg_token"] and report.loaded_tensors == report.total_tensors
     with torch.device("meta"):
         base = ViT(ViTParams(size="base", img_size=IMG)).state_dict()
+    big = tmp_path / "base.pth"
+    torch.save({k: torch.zeros(v.shape) for k, v in base.items()}, big)
     with pytest.raises(
         SSLKitError,
-        match=r"base\.pth \(dinov2 layout; width 768, patch 14, 12 blocks: size 'base'\)"
-        r"[\s\S]*shape mismatch \(175\): cls_token \(1, 1, 768\) \(model \(1, 1, 192\)\)",
+        match=r"base\.pth: only 0\.0% of the backbone's tensors[\s\S]*read as dinov2 layout; width 768, patch 14, "
+        r"12 blocks: size 'base'\)[\s\S]*shape mismatch \(175\): cls_token \(1, 1, 768\) \(model \(1, 1, 192\)\)",
     ):
-        load_weights(ours(size="tiny"), {k: torch.zeros(v.shape) for k, v in base.items()}, source="base.pth")
+        initialise(ours(size="tiny"), big, log=None)
     with pytest.raises(SSLKitError, match="does not exist"):
-        ours(size="tiny", init_from=str(tmp_path / "missing.pth"))
+        initialise(ours(size="tiny"), tmp_path / "missing.pth")
     garbage = tmp_path / "garbage.pth"
     garbage.write_text("not a checkpoint")
     with pytest.raises(SSLKitError, match="cannot read"):
-        ours(size="tiny", init_from=str(garbage))
+        initialise(ours(size="tiny"), garbage)
     nested = tmp_path / "nested.pth"
     torch.save({"optimizer": {"lr": 1.0}}, nested)
     with pytest.raises(SSLKitError, match="top-level keys: optimizer"):
-        read_checkpoint(nested)
+        read_weights(nested)

@@ -138,6 +138,18 @@ def test_needs_embed_dim() -> None:
         DINOHead(SMALL, BuildContext())
 
 
+def test_the_prototype_layer_is_frozen_for_its_epochs() -> None:
+    # DINO's appendix: the last layer gets lr 0 during the first epoch (freeze_last_layer_epochs, default 1)
+    assert validate(DINOHeadParams, {}).freeze_last_layer_epochs == 1.0
+    assert make_head().frozen_for_steps(1250) == {"last_layer.weight": 1250}
+    head = make_head(dataclasses.replace(SMALL, trainable_norm=True, freeze_last_layer_epochs=0.5))
+    assert head.frozen_for_steps(101) == {"last_layer.weight": 50, "last_layer.g": 50}  # round(50.5): even
+    assert set(head.frozen_for_steps(10)) <= dict(head.named_parameters()).keys()
+    ibot = IBOTHead(dataclasses.replace(IBOTHeadParams(), out_dim=4, hidden_dim=8, bottleneck_dim=4,
+                                        freeze_last_layer_epochs=2.0), CTX)
+    assert ibot.frozen_for_steps(30) == {"last_layer.weight": 60}
+
+
 def test_empty_input() -> None:
     assert make_head()(torch.zeros(0, 12)).shape == (0, 50)
 

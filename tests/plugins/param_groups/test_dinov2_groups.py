@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from sslkit.components import Backbone, BackboneOutput, BuildContext, Head, Loss, ParamGroup, ParamGroupPolicy
+from sslkit.errors import SSLKitError
 from sslkit_plugins.backbones.vit import ViT
 from sslkit_plugins.backbones.vit_params import ViTParams
 from sslkit_plugins.heads.dino import DINOHead, DINOHeadParams
@@ -68,6 +69,23 @@ class TinyHead(Head):
         self.mlp = nn.Sequential(nn.Linear(DIM, 8), nn.GELU(), nn.Linear(8, 3))
         self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(3, self.out_dim, bias=False))
 
+    def frozen_for_steps(self, epoch_length: int) -> dict[str, int]:
+        return {f"last_layer.{name}": epoch_length for name, _ in self.last_layer.named_parameters()}
+
+
+class Predictor(Head):
+    """A student-only module that freezes its output layer for 7 steps."""
+
+    out_dim = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(6, 5)
+        self.out = nn.Linear(5, 3)
+
+    def frozen_for_steps(self, epoch_length: int) -> dict[str, int]:
+        return {"out.weight": 7, "out.bias": 7}
+
 
 class PrototypeLoss(Loss):
     def __init__(self) -> None:
@@ -81,6 +99,7 @@ class Student(nn.Module):
         super().__init__()
         self.backbone = backbone if backbone is not None else ViTShaped()
         self.heads = nn.ModuleDict({"dino": TinyHead(), "ibot": TinyHead()})
+        self.student_modules = nn.ModuleDict()
         self.losses = nn.ModuleDict({"patch_proto": PrototypeLoss()})
 
 
@@ -98,7 +117,7 @@ def settings(groups: list[ParamGroup], model: nn.Module) -> dict[str, ParamGroup
 
 def test_lr_and_weight_decay_multipliers_of_a_vit_l() -> None:
     model = Student()
-    policy = DINOv2Groups(DINOv2GroupsParams())
+    policy = DINOv2Groups(DINOv2GroupsParams(), BuildContext(epoch_length=40))
     assert isinstance(policy, ParamGroupPolicy)
     groups = policy.groups(model)
     of = settings(groups, model)
@@ -125,9 +144,9 @@ def test_lr_and_weight_decay_multipliers_of_a_vit_l() -> None:
         no_decay = leaf in ("bias", "gamma") or "norm" in module or params[name].ndim <= 1
         assert mult == (0.0 if no_decay else 1.0), name
     assert wd["losses.patch_proto.log_scale"] == 0.0 and wd["backbone.blocks.5.ls2.gamma"] == 0.0
-    last = {n for n, g in of.items() if g.is_last_layer}
-    assert last == {
-        f"heads.{h}.last_layer.parametrizations.weight.original{i}" for h in ("dino", "ibot") for i in (0, 1)
+    frozen = {n: g.frozen_steps for n, g in of.items() if g.frozen_steps}
+    assert frozen == {
+        f"heads.{h}.last_layer.parametrizations.weight.original{i}": 40 for h in ("dino", "ibot") for i in (0, 1)
     }
     assert all(g.follows_wd_schedule for g in groups)
 
@@ -137,16 +156,17 @@ def test_groups_are_merged_and_meaningfully_named() -> None:
     groups = DINOv2Groups(DINOv2GroupsParams()).groups(model)
     names = [g.name for g in groups]
     assert len(set(names)) == len(names)
-    keys = [(g.lr_multiplier, g.wd_multiplier, g.is_last_layer) for g in groups]
+    keys = [(g.lr_multiplier, g.wd_multiplier, g.frozen_steps) for g in groups]
     assert len(set(keys)) == len(keys)  # identical settings share one group
     # layer 0 decay (tokens), patch_embed decay / no_decay, 24 blocks x 2, layer 25 decay / no_decay, last layer
     assert len(groups) == 1 + 2 + 48 + 2 + 1
     by_name = {g.name: g for g in groups}
     assert by_name["layer_0/patch_embed/decay"].params == [model.backbone.patch_embed.proj.weight]
     assert by_name["layer_13/no_decay"].lr_multiplier == pytest.approx(0.9**12)
-    assert "layer_25/decay/last_layer" in by_name
+    assert by_name["layer_25/decay/frozen_1250"].frozen_steps == 1250  # BuildContext's default epoch length
     flat = DINOv2Groups(DINOv2GroupsParams(layer_decay=1.0, patch_embed_lr_mult=1.0)).groups(model)
-    assert sorted(g.name for g in flat) == ["layer_25/decay/last_layer", "layers_0-25/decay", "layers_0-25/no_decay"]
+    assert sorted(g.name for g in flat) == ["layer_25/decay/frozen_1250", "layers_0-25/decay",
+                                                "layers_0-25/no_decay"]
     assert all(g.lr_multiplier == 1.0 for g in flat)
 
 
@@ -191,7 +211,28 @@ def test_trainable_weight_norm_magnitude_is_last_layer_with_weight_decay() -> No
     model = Student()
     model.heads["dino"] = DINOHead(DINOHeadParams(out_dim=6, hidden_dim=8, bottleneck_dim=3, trainable_norm=True),
                                    BuildContext(embed_dim=DIM))
-    of = settings(DINOv2Groups(DINOv2GroupsParams()).groups(model), model)
+    of = settings(DINOv2Groups(DINOv2GroupsParams(), BuildContext(epoch_length=10)).groups(model), model)
     g = of["heads.dino.last_layer.g"]
-    assert g.is_last_layer and g.wd_multiplier == 1.0 and g.lr_multiplier == 1.0 and g.follows_wd_schedule
+    assert g.frozen_steps == 10 and g.wd_multiplier == 1.0 and g.lr_multiplier == 1.0 and g.follows_wd_schedule
     assert of["heads.dino.last_layer.weight"] is g  # one group with the prototypes
+
+
+def test_student_modules_freeze_their_parameters_in_groups_of_their_own() -> None:
+    model = Student()
+    model.student_modules["predictor"] = Predictor()
+    groups = DINOv2Groups(DINOv2GroupsParams(), BuildContext(epoch_length=40)).groups(model)
+    of = settings(groups, model)
+    assert of["student_modules.predictor.out.weight"].frozen_steps == 7
+    assert of["student_modules.predictor.out.bias"].frozen_steps == 7
+    assert of["student_modules.predictor.hidden.weight"].frozen_steps == 0
+    # same lr and weight decay as the heads' prototype layers, different frozen steps: never merged
+    prototypes = of["heads.dino.last_layer.parametrizations.weight.original1"]
+    assert of["student_modules.predictor.out.weight"] is not prototypes and prototypes.frozen_steps == 40
+
+
+def test_frozen_for_steps_must_name_parameters_of_the_module() -> None:
+    model = Student()
+    model.student_modules["predictor"] = Predictor()
+    model.student_modules["predictor"].frozen_for_steps = lambda epoch_length: {"missing.weight": 3}
+    with pytest.raises(SSLKitError, match=r"student_modules.predictor \(Predictor\): .*'missing.weight'"):
+        DINOv2Groups(DINOv2GroupsParams()).groups(model)

@@ -26,6 +26,9 @@ class SmallHead(Head):
         self.mlp = nn.Linear(4, 4)
         self.last_layer = nn.Linear(4, self.out_dim)
 
+    def frozen_for_steps(self, epoch_length: int) -> dict[str, int]:
+        return {"last_layer.weight": epoch_length, "last_layer.bias": epoch_length}
+
 
 class Student(nn.Module):
     def __init__(self) -> None:
@@ -37,14 +40,14 @@ class Student(nn.Module):
 
 def test_decay_and_no_decay_with_uniform_lr() -> None:
     model = Student()
-    policy = TwoGroup(TwoGroupParams())
+    policy = TwoGroup(TwoGroupParams(), BuildContext(epoch_length=30))
     assert isinstance(policy, ParamGroupPolicy)
     groups = policy.groups(model)
     by_name = {g.name: g for g in groups}
-    assert [g.name for g in groups] == ["decay", "last_layer/decay", "no_decay", "last_layer/no_decay"]
+    assert [g.name for g in groups] == ["decay", "frozen_30/decay", "no_decay", "frozen_30/no_decay"]
     ids = lambda params: {id(p) for p in params}  # noqa: E731
     head = model.heads["dino"]
-    last_layer = dict(head.named_children())["last_layer"]  # the class default Head.last_layer = None hides it
+    last_layer = head.last_layer
     assert ids(by_name["decay"].params) == ids([model.backbone.proj.weight, head.mlp.weight])
     assert ids(by_name["no_decay"].params) == ids(
         [
@@ -55,17 +58,18 @@ def test_decay_and_no_decay_with_uniform_lr() -> None:
             head.mlp.bias,
         ]
     )
-    assert ids(by_name["last_layer/decay"].params) == ids([last_layer.weight])
-    assert ids(by_name["last_layer/no_decay"].params) == ids([last_layer.bias])
+    assert ids(by_name["frozen_30/decay"].params) == ids([last_layer.weight])
+    assert ids(by_name["frozen_30/no_decay"].params) == ids([last_layer.bias])
     assert all(g.lr_multiplier == 1.0 and g.follows_wd_schedule for g in groups)
     assert [g.wd_multiplier for g in groups] == [1.0, 1.0, 0.0, 0.0]
-    assert [g.is_last_layer for g in groups] == [False, True, False, True]
+    assert [g.frozen_steps for g in groups] == [0, 30, 0, 30]
     assert sum(len(g.params) for g in groups) == len(list(model.parameters()))
 
 
 def test_schedule_first_group_only_reproduces_the_bug() -> None:
     model = Student()
-    groups = TwoGroup(TwoGroupParams(schedule_first_group_only=True, fixed_weight_decay=0.01)).groups(model)
+    groups = TwoGroup(TwoGroupParams(schedule_first_group_only=True, fixed_weight_decay=0.01),
+                      BuildContext(epoch_length=5)).groups(model)
     assert groups[0].name == "backbone/decay"
     assert groups[0].follows_wd_schedule
     assert {id(p) for p in groups[0].params} == {id(model.backbone.proj.weight)}
@@ -74,11 +78,11 @@ def test_schedule_first_group_only_reproduces_the_bug() -> None:
     assert fixed == {
         "backbone/no_decay": 0.0,
         "heads/decay": 0.01,
-        "heads/last_layer/decay": 0.01,
+        "heads/frozen_5/decay": 0.01,
         "heads/no_decay": 0.0,
-        "heads/last_layer/no_decay": 0.0,
+        "heads/frozen_5/no_decay": 0.0,
     }
-    assert [g.is_last_layer for g in groups].count(True) == 2
+    assert [g.frozen_steps for g in groups].count(5) == 2
     grouped = [id(p) for g in groups for p in g.params]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())
 
@@ -87,8 +91,8 @@ def test_trainable_weight_norm_magnitude_is_last_layer_with_weight_decay() -> No
     model = Student()
     model.heads["dino"] = DINOHead(DINOHeadParams(out_dim=3, hidden_dim=8, bottleneck_dim=4, trainable_norm=True),
                                    BuildContext(embed_dim=4))
-    by_name = {g.name: g for g in TwoGroup(TwoGroupParams()).groups(model)}
-    last_layer = dict(model.heads["dino"].named_children())["last_layer"]
-    ids = {id(p) for p in by_name["last_layer/decay"].params}
+    by_name = {g.name: g for g in TwoGroup(TwoGroupParams(), BuildContext(epoch_length=8)).groups(model)}
+    last_layer = model.heads["dino"].last_layer
+    ids = {id(p) for p in by_name["frozen_8/decay"].params}
     assert ids == {id(last_layer.weight), id(last_layer.g)}
-    assert by_name["last_layer/decay"].wd_multiplier == 1.0 and by_name["last_layer/decay"].is_last_layer
+    assert by_name["frozen_8/decay"].wd_multiplier == 1.0 and by_name["frozen_8/decay"].frozen_steps == 8
