@@ -1,0 +1,68 @@
+"""The teacher targets: data2vec's y = LN(mean of the normalised top-K block outputs), against a direct
+computation, through the registered ``latent_targets`` producer on real backbones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import EMBED, PATCH, PassView, produce, random_masks, tiny_vit
+from sslkit.outputs import Output
+from sslkit.testing import TinyPatchBackbone
+from sslkit_latent_mim.targets import latent_targets
+
+
+def direct_targets(blocks: list[torch.Tensor], block_norm: str, target_norm: str) -> torch.Tensor:
+    """The formula written out: instance norm over positions / layer norm over channels, biased variance."""
+    def norm(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
+        mean = x.mean(dim=dim, keepdim=True)
+        var = x.var(dim=dim, unbiased=False, keepdim=True)
+        return (x - mean) / torch.sqrt(var + eps)
+
+    normed = []
+    for b in blocks:
+        normed.append({"instance": norm(b, 1, 1e-5), "layer": norm(b, 2, 1e-6), "none": b}[block_norm])
+    y = sum(normed) / len(normed)
+    return norm(y, 2, 1e-6) if target_norm == "layer" else y
+
+
+@pytest.mark.parametrize("block_norm", ["instance", "layer", "none"])
+@pytest.mark.parametrize("target_norm", ["layer", "none"])
+def test_formula_matches_a_direct_computation(block_norm: str, target_norm: str) -> None:
+    torch.manual_seed(0)
+    blocks = [torch.randn(3, 16, 8) * (i + 1) + i for i in range(3)]
+    expected = direct_targets(blocks, block_norm, target_norm)
+    torch.testing.assert_close(latent_targets(blocks, block_norm, target_norm), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_producer_on_the_tiny_backbone_equals_its_block_computed_by_hand() -> None:
+    torch.manual_seed(0)
+    backbone = TinyPatchBackbone(embed_dim=EMBED, patch_size=PATCH, grid=4)
+    images = torch.randn(4, 3, 16, 16)
+    view = PassView("teacher", {"backbone": backbone}, images, random_masks(4, 0.5, 0), blocks=(0,))
+    request = Output("latent_targets", model="teacher", masking="none", options=(("top_k", 1),))
+    with torch.no_grad():
+        got = produce(request, view)
+        patches = backbone.patch_embed(images).flatten(2).transpose(1, 2)
+        tokens = torch.cat([backbone.cls_token.expand(4, -1, -1), patches], dim=1) + backbone.pos_embed
+        block_out = (tokens + backbone.block(tokens))[:, 1:]
+    torch.testing.assert_close(got, direct_targets([block_out], "instance", "layer"), rtol=1e-4, atol=1e-4)
+
+
+def test_producer_averages_the_last_k_blocks_of_the_vit() -> None:
+    backbone = tiny_vit(0, depth=3).eval()
+    images = torch.randn(4, 3, 16, 16)
+    view = PassView("teacher", {"backbone": backbone}, images, random_masks(4, 0.5, 0), blocks=(0, 1, 2))
+    request = Output("latent_targets", model="teacher", masking="none",
+                     options=(("top_k", 2), ("block_norm", "layer")))
+    with torch.no_grad():
+        got = produce(request, view)
+        reference = backbone(images, blocks=(1, 2)).blocks
+    torch.testing.assert_close(got, direct_targets([reference[1], reference[2]], "layer", "layer"))
+
+
+def test_missing_blocks_in_the_pass_are_a_clear_error() -> None:
+    view = PassView("teacher", {"backbone": tiny_vit(0)}, torch.randn(4, 3, 16, 16), random_masks(4, 0.5, 0))
+    request = Output("latent_targets", model="teacher", masking="none", options=(("top_k", 2),))
+    with pytest.raises(ValueError, match=r"request Output\('blocks', model='teacher', blocks=\(-2, -1\)\)"):
+        produce(request, view)
