@@ -61,7 +61,7 @@ class ShardsParams:
     window_shards: int = param(
         0, "Training order: 0 = a uniform permutation of all samples per epoch; W > 0 = shards shuffled, then "
            "samples shuffled within windows of W shards (each batch reads few shards).", ge=0)
-    cache_shards: int = param(8, "Shards whose sample offsets and file handle each process keeps (LRU).", ge=1)
+    cache_shards: int = param(16, "Shards whose sample offsets and file handle each process keeps (LRU).", ge=1)
 
 
 class ShardsDataset:
@@ -141,7 +141,7 @@ class ShardsDataset:
             return self._records[shard]
         path, count = self.shards[shard], int(self.counts[shard])
         if self.indexed[shard]:
-            rows = read_shard_idx(path, count, os.path.getsize(path))
+            rows = read_shard_idx(path, count, self._handle(shard))
         else:
             rows = scan_shard(path, self.params.extensions, self.params.label_extensions)
             if len(rows) != count:

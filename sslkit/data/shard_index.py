@@ -10,10 +10,10 @@ archive. Only safe regular members count (the rules of :mod:`sslkit.data.tar_ind
 
 **Index files** (written by ``sslkit data shard``, optional): ``index.json`` beside the shards
 holds per shard only its sample count, its byte size and its largest label, so a dataset of
-N shards costs O(N) memory to open; ``<shard>.idx`` (a NumPy ``.npy`` array of int64 rows
-``(image data offset, image size, label)``) holds one shard's samples and is read only when a
-sample of that shard is, after checking that the tar headers before its first and last members
-declare the indexed sizes. A shard without a valid index entry (absent, different byte size,
+N shards costs O(N) memory to open; ``<shard>.idx`` (8 magic bytes, the row count, then
+little-endian int64 rows ``(image data offset, image size, label)``) holds one shard's samples
+and is read only when a sample of that shard is, after checking that the ustar headers before
+its first and last members declare the indexed sizes. A shard without a valid index entry (absent, different byte size,
 other extensions) is scanned instead: its tar headers are read, then forgotten.
 """
 
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -36,6 +37,8 @@ LABEL_EXTENSIONS = ("cls", "label", "txt")
 INDEX_FILE = "index.json"
 CLASSES_FILES = ("classes.txt", "classes.json")
 FORMAT = "sslkit-shards/1"
+#: The first bytes of a ``<shard>.idx`` file.
+IDX_MAGIC = b"SSLKIDX1"
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -86,35 +89,44 @@ def idx_path(shard: str) -> str:
 
 
 def write_shard_idx(shard: str, rows: np.ndarray) -> None:
+    """Write ``<shard>.idx``: :data:`IDX_MAGIC`, the row count (int64) and the rows (little-endian int64)."""
     with open(idx_path(shard), "wb") as handle:
-        np.save(handle, np.ascontiguousarray(rows, dtype=np.int64), allow_pickle=False)
+        handle.write(IDX_MAGIC + struct.pack("<q", len(rows)) + np.asarray(rows, dtype="<i8").tobytes())
 
 
-def read_shard_idx(shard: str, samples: int, size: int) -> np.ndarray:
-    """One shard's rows from its ``.idx`` file, checked against the counts index and the shard's size."""
+def read_shard_idx(shard: str, samples: int, handle: BinaryIO) -> np.ndarray:
+    """One shard's rows from its ``.idx`` file, checked against the counts index and the shard itself
+    (open as ``handle``; its position is left anywhere)."""
     try:
-        with open(idx_path(shard), "rb") as handle:
-            rows = np.load(handle, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        with open(idx_path(shard), "rb") as index:
+            data = index.read()
+    except OSError as exc:
         raise SSLKitError(f"shard index {idx_path(shard)} is unreadable ({exc}); re-create the shards with "
                           "'sslkit data shard' or delete index.json to scan the shards instead") from None
-    ends_inside = not samples or int((rows[:, 0] + rows[:, 1]).max()) <= size
-    if rows.dtype != np.int64 or rows.shape != (samples, 3) or not ends_inside or not _headers_match(shard, rows):
+    head = len(IDX_MAGIC) + 8
+    if (data[: len(IDX_MAGIC)] != IDX_MAGIC or len(data) != head + 24 * samples
+            or struct.unpack("<q", data[len(IDX_MAGIC) : head])[0] != samples):
+        raise SSLKitError(f"shard index {idx_path(shard)} is not an index of {samples} samples; re-create the "
+                          "shards with 'sslkit data shard' or delete index.json to scan them instead")
+    rows = np.frombuffer(data, dtype="<i8", offset=head).reshape(samples, 3).astype(np.int64)
+    ends_inside = not samples or int((rows[:, 0] + rows[:, 1]).max()) <= os.fstat(handle.fileno()).st_size
+    if not ends_inside or not _headers_match(handle, rows):
         raise SSLKitError(f"shard index {idx_path(shard)} does not match {shard} (written for another version of "
                           "the shard?); re-create the shards or delete index.json to scan them")
     return rows
 
 
-def _headers_match(shard: str, rows: np.ndarray) -> bool:
-    """Whether the tar headers before the first and last indexed members declare the indexed sizes."""
-    with open(shard, "rb") as handle:
-        for offset, size, _ in rows[[0, -1]] if len(rows) else []:
-            handle.seek(int(offset) - tarfile.BLOCKSIZE)
-            try:
-                if tarfile.TarInfo.frombuf(handle.read(tarfile.BLOCKSIZE), "utf-8", "surrogateescape").size != size:
-                    return False
-            except tarfile.TarError:
-                return False
+def _headers_match(handle: BinaryIO, rows: np.ndarray) -> bool:
+    """Whether the ustar headers before the first and last indexed members declare the indexed sizes."""
+    for offset, size, _ in rows[[0, -1]] if len(rows) else []:
+        handle.seek(int(offset) - tarfile.BLOCKSIZE)
+        block = handle.read(tarfile.BLOCKSIZE)
+        try:
+            declared = int(block[124:136].strip(b"\0 ") or b"0", 8)  # the octal size field
+        except ValueError:
+            return False
+        if block[257:262] != b"ustar" or declared != size:
+            return False
     return True
 
 
