@@ -5,7 +5,8 @@ pytest run of an environment where sslkit is installed) costs nothing until a he
 
 - :func:`registered` / :class:`RegistryScope`: register a component temporarily into the
   process registry (fixture ``sslkit_registry``).
-- :func:`make_step_outputs` / :func:`make_step_context`: random, well-formed loss inputs.
+- :func:`make_step_inputs` / :class:`RandomStep` / :func:`make_step_context`: random, well-formed
+  inputs of a loss (built from its declared ``inputs``) and step contexts.
 - :func:`assert_loss_contract`: the rules every loss must follow, checked in one call.
 - :class:`TinyPatchBackbone`: a small real backbone for components that run a model.
 - :func:`tiny_recipe` / :func:`run_tiny_training`: a few real CPU training steps in-process
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from sslkit.testing.backbone import TinyPatchBackbone
     from sslkit.testing.contract import LossCheck, assert_loss_contract
     from sslkit.testing.registry import TESTING_DISTRIBUTION, RegistryScope, registered
-    from sslkit.testing.step import make_step_context, make_step_outputs
+    from sslkit.testing.step import RandomStep, make_step_context, make_step_inputs
     from sslkit.testing.training import assert_resumed, run_tiny_training, tiny_recipe, write_recipe
 
 _EXPORTS = {
@@ -32,8 +33,9 @@ _EXPORTS = {
     "TESTING_DISTRIBUTION": "sslkit.testing.registry",
     "RegistryScope": "sslkit.testing.registry",
     "registered": "sslkit.testing.registry",
+    "RandomStep": "sslkit.testing.step",
     "make_step_context": "sslkit.testing.step",
-    "make_step_outputs": "sslkit.testing.step",
+    "make_step_inputs": "sslkit.testing.step",
     "assert_resumed": "sslkit.testing.training",
     "run_tiny_training": "sslkit.testing.training",
     "tiny_recipe": "sslkit.testing.training",
@@ -43,12 +45,13 @@ _EXPORTS = {
 __all__ = [
     "TESTING_DISTRIBUTION",
     "LossCheck",
+    "RandomStep",
     "RegistryScope",
     "TinyPatchBackbone",
     "assert_loss_contract",
     "assert_resumed",
     "make_step_context",
-    "make_step_outputs",
+    "make_step_inputs",
     "registered",
     "run_tiny_training",
     "tiny_recipe",

@@ -1,15 +1,17 @@
 """Checking that a loss plugin honours the engine's loss contract (:class:`sslkit.components.Loss`).
 
 :func:`assert_loss_contract` runs one forward and backward on fresh copies of the given
-outputs and fails with a message that says which rule was broken:
+inputs and fails with a message that says which rule was broken:
 
-- the loss is a :class:`~sslkit.components.Loss` whose ``needs`` is a :class:`~sslkit.components.LossNeeds`;
-- it reads only what its ``needs`` declare (outputs it did not ask for are removed, as the
-  engine does not compute them);
+- the loss is a :class:`~sslkit.components.Loss` whose ``inputs`` is a dict of names to
+  :class:`~sslkit.outputs.Output` requests;
+- it reads only what it declares (it receives its declared inputs only, in a
+  :class:`~sslkit.outputs.StepInputs`, as from the engine);
 - it returns a finite floating-point scalar connected to the autograd graph;
 - gradients reach student tensors only (teacher tensors are given ``requires_grad`` so that
   a missing ``detach`` is caught), and they are finite;
-- it leaves its inputs unchanged (every loss of a step shares the same outputs);
+- it leaves its inputs unchanged (every loss of a step shares the same outputs), modules it
+  requested (``backbone``) included;
 - ``forward`` leaves the loss's own state (its ``state_dict``: centers, queues, snapshots)
   unchanged: the engine may still skip the step, so new state is applied in ``commit()``,
   which the engine calls only for applied steps (and which this check does not call);
@@ -18,106 +20,90 @@ outputs and fails with a message that says which rule was broken:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from sslkit.components import BackboneOutput, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import Loss, StepContext
+from sslkit.outputs import Output, StepInputs
 
-_BACKBONE_FIELDS = ("cls", "patches", "registers")
+#: kinds whose tensors are inputs of the step, not model outputs: never given gradients
+_STEP_KINDS = ("images", "masks", "masked_crops")
 
 
 @dataclass
 class LossCheck:
     """What :func:`assert_loss_contract` observed: the loss value and the gradient of every
-    student tensor (``None`` when it received none), keyed like ``"student_global.patches"``
-    or ``"student_cls_logits.dino"``."""
+    student tensor (``None`` when it received none), keyed by input name."""
 
     value: float
     grads: dict[str, Tensor | None] = field(default_factory=dict)
 
-    def received_gradient(self, key: str) -> bool:
-        """True when the student tensor ``key`` received a non-zero gradient (False when the loss
-        did not see it: outputs its needs did not ask for are removed)."""
-        grad = self.grads.get(key)
+    def received_gradient(self, name: str) -> bool:
+        """True when the student input ``name`` received a non-zero gradient."""
+        grad = self.grads.get(name)
         return grad is not None and bool(grad.abs().sum() > 0)
 
 
-def _leaf(tensor: Tensor) -> Tensor:
-    leaf = tensor.detach().clone()
-    return leaf.requires_grad_(True) if leaf.is_floating_point() else leaf
+def _differentiable(request: Output, value: Tensor) -> bool:
+    return value.is_floating_point() and request.kind not in _STEP_KINDS
 
 
-def _copy_backbone(output: BackboneOutput | None) -> BackboneOutput | None:
-    if output is None:
-        return None
-    return BackboneOutput(*(None if getattr(output, f) is None else _leaf(getattr(output, f))
-                            for f in _BACKBONE_FIELDS))
+def _raw(inputs: StepInputs, name: str) -> Any:
+    """The value of ``name`` in ``inputs``, tensor or module."""
+    try:
+        return inputs[name]
+    except TypeError:
+        return inputs.module(name)
 
 
-def _restricted_copy(out: StepOutputs, needs: LossNeeds | None) -> StepOutputs:
-    """Fresh leaf copies of ``out``; with ``needs``, without the outputs the engine would not compute."""
-
-    def heads(logits: dict[str, Tensor], keep: str | None) -> dict[str, Tensor]:
-        return {h: _leaf(t) for h, t in logits.items() if needs is None or h == keep}
-
-    with_masks = needs is None or needs.masks or needs.masked_patch_head is not None
-    cls_head = needs.cls_head if needs is not None else None
-    patch_head = needs.masked_patch_head if needs is not None else None
-    return StepOutputs(
-        student_global=_copy_backbone(out.student_global),  # type: ignore[arg-type]
-        teacher_global=_copy_backbone(out.teacher_global),  # type: ignore[arg-type]
-        student_local=_copy_backbone(out.student_local) if needs is None or needs.local_crops else None,
-        masks=out.masks.clone() if with_masks and out.masks is not None else None,
-        masked_crops=out.masked_crops.clone() if with_masks and out.masked_crops is not None else None,
-        student_cls_logits=heads(out.student_cls_logits, cls_head),
-        teacher_cls_logits=heads(out.teacher_cls_logits, cls_head),
-        student_masked_logits=heads(out.student_masked_logits, patch_head),
-        teacher_masked_logits=heads(out.teacher_masked_logits, patch_head),
-        crops=dataclasses.replace(out.crops) if out.crops is not None else None,
-    )
+def _copies(loss: Loss, inputs: StepInputs) -> tuple[StepInputs, dict[str, Tensor]]:
+    """Fresh copies of the declared inputs (model outputs as leaves with ``requires_grad``) and
+    their values before the call."""
+    name = type(loss).__name__
+    given = set(iter(inputs))  # (not `key in inputs`: Mapping.__contains__ reads the value, a module raises)
+    missing = [key for key in loss.inputs if key not in given]
+    if missing:
+        raise AssertionError(f"{name} declares inputs {', '.join(missing)}, which the given inputs lack; build them "
+                             "with sslkit.testing.make_step_inputs(loss, ...)")
+    values: dict[str, Any] = {}
+    for key, request in loss.inputs.items():
+        value = _raw(inputs, key)
+        if isinstance(value, Tensor):
+            value = value.detach().clone()
+            if _differentiable(request, value):
+                value.requires_grad_(True)
+        values[key] = value
+    before = {key: v.detach().clone() for key, v in values.items() if isinstance(v, Tensor)}
+    return StepInputs(values), before
 
 
-def _tensors(out: StepOutputs) -> Iterator[tuple[str, Tensor]]:
-    """Every tensor of ``out`` with its key (crops excluded: they are engine inputs, not outputs)."""
-    for side in ("student_global", "teacher_global", "student_local"):
-        output = getattr(out, side)
-        if output is not None:
-            for f in _BACKBONE_FIELDS:
-                if getattr(output, f) is not None:
-                    yield f"{side}.{f}", getattr(output, f)
-    for name in ("masks", "masked_crops"):
-        if getattr(out, name) is not None:
-            yield name, getattr(out, name)
-    for group in ("student_cls_logits", "teacher_cls_logits", "student_masked_logits", "teacher_masked_logits"):
-        for head, tensor in getattr(out, group).items():
-            yield f"{group}.{head}", tensor
+def _check_declaration(loss: Loss) -> None:
+    name = type(loss).__name__
+    declared = getattr(loss, "inputs", None)
+    assert isinstance(declared, dict), (
+        f"{name}.inputs must be a dict of input names to sslkit.outputs.Output (set in __init__ after "
+        f"super().__init__()), got {type(declared).__name__}")
+    for key, request in declared.items():
+        assert isinstance(key, str) and isinstance(request, Output), (
+            f"{name}.inputs[{key!r}] must be an sslkit.outputs.Output keyed by a string, got {request!r}")
 
 
-def _check_inputs_present(loss: Loss, out: StepOutputs) -> None:
-    needs = loss.needs
-    for head, group in ((needs.cls_head, "cls"), (needs.masked_patch_head, "masked")):
-        if head is not None and head not in getattr(out, f"student_{group}_logits"):
-            raise AssertionError(f"{type(loss).__name__} needs head {head!r}, which the given outputs lack; "
-                                 f"build them with make_step_outputs(heads={{{head!r}: K}})")
-    if needs.local_crops and out.student_local is None:
-        raise AssertionError(f"{type(loss).__name__} needs local crops; build the outputs with n_local >= 1")
-    if (needs.masks or needs.masked_patch_head) and out.masks is None:
-        raise AssertionError(f"{type(loss).__name__} needs masks; build the outputs with mask_ratio > 0")
+def _state(module: nn.Module) -> dict[str, Tensor]:
+    return {key: tensor.detach().clone() for key, tensor in module.state_dict().items()}
 
 
-def _state(loss: Loss) -> dict[str, Tensor]:
-    return {key: tensor.detach().clone() for key, tensor in loss.state_dict().items()}
+def _changed(before: Mapping[str, Tensor], after: Mapping[str, Tensor]) -> list[str]:
+    return sorted(set(before) ^ set(after)) + [key for key in before if key in after and not (
+        before[key].shape == after[key].shape and torch.equal(before[key], after[key].detach()))]
 
 
 def _check_state_unchanged(loss: Loss, before: dict[str, Tensor]) -> None:
-    after = loss.state_dict()
-    changed = sorted(set(before) ^ set(after)) + [key for key in before if key in after and not (
-        before[key].shape == after[key].shape and torch.equal(before[key], after[key].detach()))]
+    changed = _changed(before, loss.state_dict())
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     assert not changed, (
         f"{type(loss).__name__}.forward changed the loss's state ({shown}): the engine may still skip "
@@ -125,42 +111,33 @@ def _check_state_unchanged(loss: Loss, before: dict[str, Tensor]) -> None:
         "calls only for applied steps (see sslkit.components.Loss)")
 
 
-def _forward(loss: Loss, out: StepOutputs, ctx: StepContext, check_needs: bool,
-             ) -> tuple[Tensor, StepOutputs, dict[str, Tensor]]:
-    """The loss on a fresh copy of ``out``, the copy, and the copy's values before the call."""
-    view = _restricted_copy(out, loss.needs if check_needs else None)
-    before = {key: tensor.detach().clone() for key, tensor in _tensors(view)}
+def _forward(loss: Loss, view: StepInputs, ctx: StepContext) -> Tensor:
     try:
-        return loss(view, ctx), view, before
-    except Exception as exc:
-        if not check_needs:
+        return loss(view, ctx)
+    except KeyError as exc:
+        if "no input" not in str(exc):
             raise
-        try:
-            loss(_restricted_copy(out, None), ctx)
-        except Exception:
-            raise exc from None
-        raise AssertionError(
-            f"{type(loss).__name__} reads outputs that its needs ({loss.needs}) do not declare: with only the "
-            f"declared outputs it failed with {type(exc).__name__}: {exc}. Declare them in LossNeeds "
-            "(cls_head, masked_patch_head, local_crops, masks, patch_tokens).") from exc
+        raise AssertionError(f"{type(loss).__name__} reads an input it does not declare ({exc.args[0]}); declare "
+                             "every tensor it reads in self.inputs") from exc
 
 
-def assert_loss_contract(loss: Loss, out: StepOutputs, ctx: StepContext, *, expect_gradient: bool = True,
-                         check_needs: bool = True) -> LossCheck:
-    """Run ``loss(out, ctx)`` once with gradients and check the loss contract (see the module doc).
+def assert_loss_contract(loss: Loss, inputs: StepInputs, ctx: StepContext, *,
+                         expect_gradient: bool = True) -> LossCheck:
+    """Run ``loss(inputs, ctx)`` once with gradients and check the loss contract (see the module doc).
 
+    ``inputs`` must hold every input the loss declares (e.g. from
+    :func:`~sslkit.testing.make_step_inputs`); the loss receives copies of exactly those.
     ``expect_gradient``: some student tensor must receive a non-zero gradient (pass ``False``
     for steps where the loss is switched off and returns a zero still connected to the graph).
-    ``check_needs``: remove the outputs that ``loss.needs`` does not ask for before the call.
-    ``out`` itself is never modified (the loss sees copies). Returns the value and the student
-    gradients for further assertions.
+    ``inputs`` itself is never modified. Returns the value and the student gradients.
     """
     name = type(loss).__name__
     assert isinstance(loss, Loss), f"{name} must subclass sslkit.components.Loss"
-    assert isinstance(loss.needs, LossNeeds), f"{name}.needs must be a LossNeeds, got {type(loss.needs).__name__}"
-    _check_inputs_present(loss, out)
+    _check_declaration(loss)
+    view, before = _copies(loss, inputs)
+    modules = {key: _state(view.module(key)) for key in view if not isinstance(_raw(view, key), Tensor)}
     state = _state(loss)
-    value, view, before = _forward(loss, out, ctx, check_needs)
+    value = _forward(loss, view, ctx)
     assert isinstance(value, Tensor), f"{name} returned {type(value).__name__}, expected a scalar Tensor"
     assert value.dim() == 0, f"{name} returned a tensor of shape {tuple(value.shape)}, expected a scalar"
     assert value.is_floating_point(), f"{name} returned dtype {value.dtype}, expected a floating-point scalar"
@@ -168,18 +145,22 @@ def assert_loss_contract(loss: Loss, out: StepOutputs, ctx: StepContext, *, expe
     assert value.requires_grad, (f"{name}'s value is not connected to the autograd graph (return e.g. "
                                  "`student.sum() * 0` when the loss is switched off, so that backward works)")
     value.backward()
-    changed = [key for key, tensor in _tensors(view) if not torch.equal(tensor.detach(), before[key])]
+    changed = [key for key, tensor in before.items() if not torch.equal(view[key].detach(), tensor)]
+    changed += [key for key, saved in modules.items() if _changed(saved, view.module(key).state_dict())]
     assert not changed, f"{name} modified its inputs in place: {', '.join(changed)}"
     _check_state_unchanged(loss, state)
     grads: dict[str, Tensor | None] = {}
-    for key, tensor in _tensors(view):
-        if key.startswith("teacher"):
+    for key, request in loss.inputs.items():
+        if key not in before or not view[key].requires_grad:
+            continue
+        tensor = view[key]
+        if request.model == "teacher":
             assert tensor.grad is None or not bool(tensor.grad.abs().sum() > 0), (
-                f"{name} sends gradients to teacher tensor {key}: detach teacher outputs (targets)")
-        elif tensor.is_floating_point():
+                f"{name} sends gradients to teacher input {key!r}: detach teacher outputs (targets)")
+        else:
             grads[key] = None if tensor.grad is None else tensor.grad.detach()
             assert tensor.grad is None or bool(torch.isfinite(tensor.grad).all()), (
-                f"{name} produced non-finite gradients for {key}")
+                f"{name} produced non-finite gradients for {key!r}")
     check = LossCheck(value.item(), grads)
     if expect_gradient:
         assert any(check.received_gradient(key) for key in grads), f"{name} sent no gradient to any student tensor"

@@ -6,65 +6,67 @@ from collections.abc import Callable
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
-from sslkit.testing import assert_loss_contract, make_step_context, make_step_outputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
+from sslkit.testing import RandomStep, TinyPatchBackbone, assert_loss_contract
 from sslkit_plugins.losses.dino import DINOLoss, DINOLossParams
 from sslkit_plugins.losses.ibot import IBOTLoss, IBOTLossParams
 from sslkit_plugins.losses.koleo import KoLeoLoss, KoLeoLossParams
 from sslkit_plugins.losses.patch_prototype import PatchPrototypeLoss, PatchPrototypeLossParams
 
+STUDENT_TEACHER = {"student": Output("cls"), "teacher": Output("cls", model="teacher")}
+
 
 class FunctionLoss(Loss):
-    """A loss computed by ``fn(out, ctx)``, with the given needs and diagnostics."""
+    """A loss computed by ``fn(inputs, ctx)``, with the given declared inputs and diagnostics."""
 
-    def __init__(self, fn: Callable[[StepOutputs, StepContext], Tensor], needs: LossNeeds | None = None,
+    def __init__(self, fn: Callable[[StepInputs, StepContext], Tensor], inputs: dict[str, Output] | None = None,
                  diagnostics: dict | None = None) -> None:
         super().__init__()
         self.fn = fn
-        self.needs = needs or LossNeeds()
+        self.inputs = dict(STUDENT_TEACHER if inputs is None else inputs)
         self._diagnostics = diagnostics or {}
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
-        return self.fn(out, ctx)
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
+        return self.fn(inputs, ctx)
 
     def diagnostics(self) -> dict:
         return self._diagnostics
 
 
-def cls_distance(out: StepOutputs, ctx: StepContext) -> Tensor:
-    return (out.student_global.cls - out.teacher_global.cls.detach()).square().mean()
+def cls_distance(inputs: StepInputs, ctx: StepContext) -> Tensor:
+    return (inputs["student"] - inputs["teacher"].detach()).square().mean()
 
 
 @pytest.fixture
-def step() -> tuple[StepOutputs, StepContext]:
-    out = make_step_outputs(heads={"dino": 16}, seed=1)
-    return out, make_step_context(out)
+def step() -> RandomStep:
+    return RandomStep(head_dims={"dino": 16}, seed=1)
 
 
-def test_builtin_losses_pass_and_report_their_gradients(step) -> None:
-    out, ctx = step
-    dino = assert_loss_contract(DINOLoss(DINOLossParams(head="dino"), BuildContext(head_dims={"dino": 16})), out, ctx)
-    assert dino.received_gradient("student_cls_logits.dino")
-    assert not dino.received_gradient("student_global.cls")
-    ibot = assert_loss_contract(IBOTLoss(IBOTLossParams(head="dino"), BuildContext(head_dims={"dino": 16})), out, ctx)
-    assert ibot.received_gradient("student_masked_logits.dino")
-    assert "student_cls_logits.dino" not in ibot.grads  # not declared by its needs, so not given to it
-    assert_loss_contract(KoLeoLoss(KoLeoLossParams()), out, ctx)
-    assert_loss_contract(PatchPrototypeLoss(PatchPrototypeLossParams(), BuildContext(embed_dim=32)), out, ctx)
+def check(loss: Loss, step: RandomStep, **kwargs):
+    return assert_loss_contract(loss, step.inputs(loss), step.context(), **kwargs)
+
+
+def test_builtin_losses_pass_and_report_their_gradients(step: RandomStep) -> None:
+    dino = check(DINOLoss(DINOLossParams(head="dino"), BuildContext(head_dims={"dino": 16})), step)
+    assert dino.received_gradient("student") and set(dino.grads) == {"student"}
+    ibot = check(IBOTLoss(IBOTLossParams(head="dino"), BuildContext(head_dims={"dino": 16})), step)
+    assert ibot.received_gradient("student")
+    assert check(KoLeoLoss(KoLeoLossParams()), step).received_gradient("student")
+    for mode in ("masked", "all"):
+        loss = PatchPrototypeLoss(PatchPrototypeLossParams(mode=mode), BuildContext(embed_dim=32))
+        assert check(loss, step).received_gradient("student")
 
 
 @pytest.mark.parametrize("loss_class", [DINOLoss, IBOTLoss])
-def test_the_centering_losses_keep_their_center_until_commit(step, loss_class: type[Loss]) -> None:
+def test_the_centering_losses_keep_their_center_until_commit(step: RandomStep, loss_class: type[Loss]) -> None:
     """The state check sees real state: the contract passes with the center untouched, and the
     commit that the engine makes for an applied step does move it."""
-    out, ctx = step
     params = DINOLossParams(head="dino") if loss_class is DINOLoss else IBOTLossParams(head="dino")
     loss = loss_class(params, BuildContext(head_dims={"dino": 16}))
     before = loss.center.clone()
-    assert_loss_contract(loss, out, ctx)
+    check(loss, step)
     assert torch.equal(loss.center, before)
     loss.commit()
     assert not torch.equal(loss.center, before)
@@ -75,17 +77,18 @@ class CountingLoss(Loss):
 
     def __init__(self, count_in_forward: bool, snapshot_in_forward: bool = False) -> None:
         super().__init__()
+        self.inputs = dict(STUDENT_TEACHER)
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
         self.count_in_forward, self.snapshot_in_forward = count_in_forward, snapshot_in_forward
         self._pending: Tensor | None = None
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         if self.count_in_forward:
             self.count.add_(1)
         if self.snapshot_in_forward:
             self.snapshot = torch.nn.Linear(2, 2)  # a new submodule: new state_dict keys
         self._pending = self.count + 1
-        return cls_distance(out, ctx)
+        return cls_distance(inputs, ctx)
 
     def commit(self) -> None:
         if self._pending is not None:
@@ -93,83 +96,81 @@ class CountingLoss(Loss):
             self._pending = None
 
 
-def test_state_changed_in_forward_is_named_and_state_applied_in_commit_passes(step) -> None:
-    out, ctx = step
+def test_state_changed_in_forward_is_named_and_state_applied_in_commit_passes(step: RandomStep) -> None:
     with pytest.raises(AssertionError, match=r"CountingLoss.forward changed the loss's state \(count\).*commit\(\)"):
-        assert_loss_contract(CountingLoss(count_in_forward=True), out, ctx)
+        check(CountingLoss(count_in_forward=True), step)
     with pytest.raises(AssertionError, match=r"changed the loss's state \(snapshot.bias, snapshot.weight\)"):
-        assert_loss_contract(CountingLoss(count_in_forward=False, snapshot_in_forward=True), out, ctx)
+        check(CountingLoss(count_in_forward=False, snapshot_in_forward=True), step)
     loss = CountingLoss(count_in_forward=False)
-    assert_loss_contract(loss, out, ctx)
+    check(loss, step)
     assert int(loss.count) == 0
     loss.commit()
     assert int(loss.count) == 1
 
 
-def test_the_given_outputs_are_left_untouched(step) -> None:
-    out, ctx = step
-    before = out.student_global.cls.detach().clone()
-    assert_loss_contract(FunctionLoss(cls_distance), out, ctx)
-    assert out.student_global.cls.grad is None and torch.equal(out.student_global.cls, before)
+def test_the_given_inputs_are_left_untouched(step: RandomStep) -> None:
+    loss = FunctionLoss(cls_distance)
+    inputs = step.inputs(loss)
+    before = inputs["student"].detach().clone()
+    assert_loss_contract(loss, inputs, step.context())
+    assert inputs["student"].grad is None and torch.equal(inputs["student"], before)
 
 
-FAULTS: dict[str, tuple[Callable[[StepOutputs, StepContext], Tensor], LossNeeds, str]] = {
-    "vector": (lambda o, c: o.student_global.cls.mean(dim=1), LossNeeds(), r"shape \(8,\), expected a scalar"),
-    "integer": (lambda o, c: torch.tensor(3), LossNeeds(), "expected a floating-point scalar"),
-    "nan": (lambda o, c: o.student_global.cls.mean() * float("nan"), LossNeeds(), "non-finite value"),
-    "inf": (lambda o, c: o.student_global.cls.mean() + float("inf"), LossNeeds(), "non-finite value"),
-    "detached": (lambda o, c: o.student_global.cls.detach().mean(), LossNeeds(), "not connected to the autograd"),
-    "teacher_grad": (lambda o, c: (o.student_global.cls - o.teacher_global.cls).square().mean(), LossNeeds(),
-                     "gradients to teacher tensor teacher_global.cls"),
-    "in_place": (lambda o, c: o.masks.logical_not_().float().mean() + o.student_global.cls.mean(),
-                 LossNeeds(masks=True), "modified its inputs in place: masks"),
-    "undeclared_local": (lambda o, c: o.student_local.cls.mean(), LossNeeds(),
-                         r"reads outputs that its needs .* do not declare.*AttributeError"),
-    "undeclared_head": (lambda o, c: o.student_cls_logits["dino"].mean(), LossNeeds(),
-                        r"do not declare.*KeyError"),
-    "no_gradient": (lambda o, c: o.student_global.cls.mean() * 0.0, LossNeeds(), "sent no gradient"),
-    "nonfinite_gradient": (lambda o, c: (o.student_global.cls.sqrt().nan_to_num() * 0).sum() + 1.0, LossNeeds(),
-                           "non-finite gradients for student_global.cls"),
+def _modifies_backbone(inputs: StepInputs, ctx: StepContext) -> Tensor:
+    with torch.no_grad():
+        inputs.module("backbone").norm.bias.add_(1.0)
+    return inputs["student"].mean()
+
+
+MASKS = {"student": Output("cls"), "masks": Output("masks")}
+BACKBONE = {"student": Output("cls"), "backbone": Output("backbone", model="teacher")}
+FAULTS: dict[str, tuple[Callable[[StepInputs, StepContext], Tensor], dict[str, Output] | None, str]] = {
+    "vector": (lambda i, c: i["student"].mean(dim=1), None, r"shape \(8,\), expected a scalar"),
+    "integer": (lambda i, c: torch.tensor(3), None, "expected a floating-point scalar"),
+    "nan": (lambda i, c: i["student"].mean() * float("nan"), None, "non-finite value"),
+    "inf": (lambda i, c: i["student"].mean() + float("inf"), None, "non-finite value"),
+    "detached": (lambda i, c: i["student"].detach().mean(), None, "not connected to the autograd"),
+    "teacher_grad": (lambda i, c: (i["student"] - i["teacher"]).square().mean(), None,
+                     "gradients to teacher input 'teacher'"),
+    "in_place": (lambda i, c: i["masks"].logical_not_().float().mean() + i["student"].mean(), MASKS,
+                 "modified its inputs in place: masks"),
+    "module_changed": (_modifies_backbone, BACKBONE, "modified its inputs in place: backbone"),
+    "undeclared": (lambda i, c: i["local"].mean(), None, r"reads an input it does not declare \(no input 'local'"),
+    "no_gradient": (lambda i, c: i["student"].mean() * 0.0, None, "sent no gradient"),
+    "nonfinite_gradient": (lambda i, c: (i["student"].sqrt().nan_to_num() * 0).sum() + 1.0, None,
+                           "non-finite gradients for 'student'"),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_each_broken_rule_is_named(step, fault: str) -> None:
-    fn, needs, message = FAULTS[fault]
-    out, ctx = step
+def test_each_broken_rule_is_named(step: RandomStep, fault: str) -> None:
+    fn, inputs, message = FAULTS[fault]
+    step.modules["teacher"] = TinyPatchBackbone()
     with pytest.raises(AssertionError, match=message):
-        assert_loss_contract(FunctionLoss(fn, needs), out, ctx)
+        check(FunctionLoss(fn, inputs), step)
 
 
-def test_zero_loss_switched_off_passes_when_no_gradient_is_expected(step) -> None:
-    out, ctx = step
-    check = assert_loss_contract(FunctionLoss(lambda o, c: o.student_global.cls.sum() * 0.0), out, ctx,
-                                 expect_gradient=False)
-    assert check.value == 0.0 and not check.received_gradient("student_global.cls")
+def test_zero_loss_switched_off_passes_when_no_gradient_is_expected(step: RandomStep) -> None:
+    result = check(FunctionLoss(lambda i, c: i["student"].sum() * 0.0), step, expect_gradient=False)
+    assert result.value == 0.0 and not result.received_gradient("student")
 
 
-def test_missing_inputs_are_reported_as_test_setup_problems() -> None:
-    out = make_step_outputs(n_local=0, heads={"dino": 8})
-    ctx = make_step_context(out)
-    needs_ibot = FunctionLoss(cls_distance, LossNeeds(cls_head="ibot"))
-    with pytest.raises(AssertionError, match=r"needs head 'ibot'.*make_step_outputs\(heads=\{'ibot': K\}\)"):
-        assert_loss_contract(needs_ibot, out, ctx)
-    with pytest.raises(AssertionError, match="needs local crops; build the outputs with n_local >= 1"):
-        assert_loss_contract(FunctionLoss(cls_distance, LossNeeds(local_crops=True)), out, ctx)
+def test_declarations_and_missing_inputs_are_reported(step: RandomStep) -> None:
+    loss = FunctionLoss(cls_distance)
+    with pytest.raises(AssertionError, match=r"declares inputs teacher, which the given inputs lack.*make_step_inputs"):
+        assert_loss_contract(loss, StepInputs({"student": step.value(Output("cls"))}), step.context())
+    loss.inputs = {"student": "cls"}  # type: ignore[dict-item]
+    with pytest.raises(AssertionError, match=r"inputs\['student'\] must be an sslkit.outputs.Output"):
+        assert_loss_contract(loss, StepInputs({}), step.context())
+    loss.inputs = ["student"]  # type: ignore[assignment]
+    with pytest.raises(AssertionError, match=r"\.inputs must be a dict"):
+        assert_loss_contract(loss, StepInputs({}), step.context())
 
 
 @pytest.mark.parametrize(("diagnostics", "message"), [
     ({"entropy": torch.ones(3)}, r"diagnostics\(\)\['entropy'\] must be a scalar"),
     ({"entropy": float("nan")}, r"diagnostics\(\)\['entropy'\] is not finite"),
 ])
-def test_diagnostics_must_be_finite_scalars(step, diagnostics: dict, message: str) -> None:
-    out, ctx = step
+def test_diagnostics_must_be_finite_scalars(step: RandomStep, diagnostics: dict, message: str) -> None:
     with pytest.raises(AssertionError, match=message):
-        assert_loss_contract(FunctionLoss(cls_distance, diagnostics=diagnostics), out, ctx)
-
-
-def test_needs_check_can_be_disabled_for_losses_tested_on_full_outputs(step) -> None:
-    out, ctx = step
-    reads_local = FunctionLoss(lambda o, c: F.normalize(o.student_local.cls, dim=-1).sum())
-    check = assert_loss_contract(reads_local, out, ctx, check_needs=False)
-    assert check.received_gradient("student_local.cls")
+        check(FunctionLoss(cls_distance, diagnostics=diagnostics), step)
