@@ -9,7 +9,7 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("data", help="prepare datasets (write tar shards)")
+    p = sub.add_parser("data", help="prepare datasets (write or index tar shards)")
     tools = p.add_subparsers(dest="tool", metavar="TOOL", required=True)
     shard = tools.add_parser(
         "shard", help="write an image folder as tar shards (WebDataset layout) with their index",
@@ -25,6 +25,13 @@ def add_parser(sub: Any) -> None:
     shard.add_argument("--no-shuffle", action="store_true", help="keep the sorted order (class by class)")
     shard.add_argument("--overwrite", action="store_true", help="replace shards and index files already in DST")
     shard.set_defaults(run=run_shard)
+    index = tools.add_parser(
+        "index", help="write the index files of existing WebDataset-style shards",
+        description="Read the tar headers of the shards PATTERN names (brace ranges/lists, glob wildcards) once and "
+                    "write <shard>.idx and index.json beside them, so that the 'shards' dataset opens them without "
+                    "reading headers. Label members: .cls, .label or .txt holding an integer.")
+    index.add_argument("pattern", metavar="PATTERN", help="e.g. 'shards/train-{000000..001023}.tar' (quote it)")
+    index.set_defaults(run=run_index)
 
 
 class _ProgressLine:
@@ -54,4 +61,16 @@ def run_shard(args: argparse.Namespace) -> int:
           f"  data.dataset=\"{{name: shards, path: '{summary.pattern}'}}\"", file=sys.stderr)
     print(json.dumps({"pattern": summary.pattern, "shards": len(summary.shards), "samples": summary.samples,
                       "classes": summary.classes}))
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from sslkit.data.shard_index import index_shards
+    from sslkit.data.shard_patterns import expand_shards
+
+    shards = expand_shards(args.pattern)
+    entries = index_shards(shards)
+    samples = sum(e.samples for e in entries.values())
+    print(f"indexed {samples} samples in {len(shards)} shards", file=sys.stderr)
+    print(json.dumps({"shards": len(shards), "samples": samples}))
     return 0

@@ -191,3 +191,23 @@ def read_classes(folder: str) -> list[str] | None:
             raise SSLKitError(f"{path} must hold a JSON list of class names")
         return classes
     return None
+
+
+def index_shards(shards: list[str], image_extensions: Iterable[str] = IMAGE_EXTENSIONS,
+                 label_extensions: Iterable[str] = LABEL_EXTENSIONS) -> dict[str, ShardEntry]:
+    """Scan existing shards and write their ``.idx`` files and ``index.json`` entries (merged into an
+    existing index of the same folder and extensions); returns the entries by shard path."""
+    image_extensions, label_extensions = list(image_extensions), list(label_extensions)
+    written: dict[str, ShardEntry] = {}
+    by_folder: dict[str, dict[str, ShardEntry]] = {}
+    for shard in shards:
+        rows = scan_shard(shard, image_extensions, label_extensions)
+        write_shard_idx(shard, rows)
+        entry = ShardEntry(len(rows), os.path.getsize(shard), int(rows[:, 2].max()) if len(rows) else -1)
+        folder, name = os.path.split(shard)
+        if folder not in by_folder:
+            by_folder[folder] = read_counts_index(folder, image_extensions, label_extensions)
+        by_folder[folder][name] = written[shard] = entry
+    for folder, entries in by_folder.items():
+        write_counts_index(folder, entries, image_extensions, label_extensions)
+    return written

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -86,3 +88,22 @@ def test_errors_for_missing_or_empty_source_and_non_empty_destination(folder: Pa
     left = sorted(p.name for p in (tmp_path / "out").glob("train-*.tar"))
     assert left == ["train-000000.tar", "train-000001.tar"] and (tmp_path / "out" / "notes.md").exists()
     assert sum(contents(summary["pattern"]).values()) == 7
+
+
+def test_index_existing_webdataset_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    long_key = "deep/" * 30 + "k"  # over 100 characters: a pax header precedes the member's own header
+    for s in range(2):
+        with tarfile.open(tmp_path / f"wds-{s}.tar", "w") as archive:  # Python's default format: pax
+            for key, data in ((f"{long_key}{s}", b"a" * 700), (f"k{s}", b"b" * 5)):
+                for ext, payload in (("jpg", data), ("cls", str(s).encode())):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(payload)
+                    archive.addfile(info, io.BytesIO(payload))
+    pattern = str(tmp_path / "wds-{0..1}.tar")
+    before = create("dataset", "shards", path=pattern)
+    assert main(["data", "index", pattern]) == 0
+    assert json.loads(capsys.readouterr().out) == {"shards": 2, "samples": 4}
+    after = create("dataset", "shards", path=pattern)
+    assert before.indexed == [False, False] and after.indexed == [True, True]
+    assert [after.read_bytes(i) for i in range(4)] == [before.read_bytes(i) for i in range(4)]
+    assert after.read_bytes(0) == (b"a" * 700, 0) and after.describe(3).endswith("wds-1.tar:k1.jpg")
