@@ -21,7 +21,7 @@ import torch
 
 from sslkit import seeding
 from sslkit.components import Crops, StepContext
-from sslkit.data.loader import build_train_loader
+from sslkit.data.loader import TrainBatch, build_train_loader
 from sslkit.engine.build import Components, build_components
 from sslkit.engine.ema import ema_update
 from sslkit.engine.evaluation import OnlineEvaluator
@@ -141,7 +141,7 @@ class Trainer:
         return {"momentum": self.schedules.momentum(step), "weight_decay": self.schedules.weight_decay(step),
                 **self.parts.schedules.values(step)}
 
-    def _crops(self, batch: Any) -> Crops:
+    def _crops(self, batch: TrainBatch) -> Crops:
         return self.parts.augmentation(batch.data, batch.sample_seeds, self.info.device)
 
     def _masks(self, step: int, crops: Crops) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -155,7 +155,7 @@ class Trainer:
         device = self.info.device
         return selected.to(device, non_blocking=True), masks.to(device, non_blocking=True)
 
-    def train_step(self, step: int, batch: Any) -> dict[str, torch.Tensor] | None:
+    def train_step(self, step: int, batch: TrainBatch) -> dict[str, torch.Tensor] | None:
         """One optimizer step; returns the detached loss terms, or ``None`` when the step was skipped."""
         r, s, timer = self.recipe, self.schedules, self.monitor.timer
         self.parts.schedules.apply(step)  # scheduled component parameters and loss weights of this step

@@ -33,11 +33,12 @@ _TINY_RECIPE: dict[str, Any] = {
     },
     "model": {
         "backbone": {"name": "vit", "size": "tiny", "patch_size": 4, "img_size": 16, "drop_path_rate": 0.0},
-        "heads": {"dino": {"name": "dino", "out_dim": 64, "hidden_dim": 64, "bottleneck_dim": 32}},
+        "heads": {"dino": {"name": "dino", "out_dim": 64, "hidden_dim": 64, "bottleneck_dim": 32,
+                           "freeze_last_layer_epochs": 0.0}},
     },
-    "losses": {"dino": {"name": "dino", "weight": 1.0, "head": "dino"}},
-    "optim": {"base_lr": 0.0005, "lr_scaling": "none", "warmup_epochs": 0.0, "freeze_last_layer_epochs": 0.0},
-    "teacher": {"momentum": 0.99, "temp": 0.04, "temp_end": 0.04, "temp_warmup_epochs": 0.0},
+    "losses": {"dino": {"name": "dino", "weight": 1.0, "head": "dino", "teacher_temp": 0.04}},
+    "optim": {"base_lr": 0.0005, "lr_scaling": "none", "warmup_epochs": 0.0},
+    "teacher": {"momentum": 0.99},
     "train": {"max_steps": 3, "epoch_length": 10, "checkpoint_every": 3, "log_every": 1},
     "eval": {"at_end": False},
 }
