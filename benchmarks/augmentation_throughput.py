@@ -41,6 +41,7 @@ import torch
 from bench_hardware import describe
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.data import build_train_loader
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.augmentations.params import MultiCropParams
@@ -56,8 +57,8 @@ SCALES = {"cifar": (32, 16), "imagenet": (224, 96)}
 def small_images() -> Any:
     """32 px images: CIFAR-10 when available, else the synthetic dataset."""
     if CIFAR_TRAIN.is_file():
-        return TarDataset(TarParams(path=str(CIFAR_TRAIN), prefix="train"))
-    return SyntheticDataset(SyntheticParams(size=50_000))
+        return TarDataset(TarParams(path=str(CIFAR_TRAIN), prefix="train"), BuildContext())
+    return SyntheticDataset(SyntheticParams(size=50_000), BuildContext())
 
 
 def write_large_jpegs(folder: Path, count: int, size: int = 256) -> ImageFolderDataset:
@@ -69,7 +70,7 @@ def write_large_jpegs(folder: Path, count: int, size: int = 256) -> ImageFolderD
         target = folder / f"class_{max(label, 0)}" / f"{i:05d}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         image.resize((size, size), Image.Resampling.BICUBIC).save(target, quality=90)
-    return ImageFolderDataset(ImageFolderParams(root=str(folder)))
+    return ImageFolderDataset(ImageFolderParams(root=str(folder)), BuildContext())
 
 
 def cpu_seconds() -> float:
@@ -136,9 +137,11 @@ def main() -> None:
             global_size, local_size = SCALES[scale]
             dataset = small_images() if scale == "cifar" else write_large_jpegs(Path(tmp), args.large_images)
             recipe = {"global_crop_size": global_size, "local_crop_size": local_size, "n_local": args.n_local}
+            torchvision_aug = TorchvisionMultiCrop(MultiCropParams(**recipe), BuildContext())
+            kornia_aug = KorniaMultiCrop(KorniaMultiCropParams(**recipe), BuildContext())
             results = {
-                "torchvision_multicrop": throughput(dataset, TorchvisionMultiCrop(MultiCropParams(**recipe)), args),
-                "kornia_multicrop": throughput(dataset, KorniaMultiCrop(KorniaMultiCropParams(**recipe)), args),
+                "torchvision_multicrop": throughput(dataset, torchvision_aug, args),
+                "kornia_multicrop": throughput(dataset, kornia_aug, args),
             }
             rows.append((scale, global_size, local_size, results))
     print(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from sslkit.components import BuildContext
 from sslkit_plugins.maskers.block import BlockMasker, BlockMaskerParams
 
 
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the loop uses one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    masker = BlockMasker(BlockMaskerParams())
+    masker = BlockMasker(BlockMaskerParams(), BuildContext())
     generator = torch.Generator().manual_seed(0)
     rng = random.Random(0)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} runs after a warm-up")

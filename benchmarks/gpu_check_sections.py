@@ -199,6 +199,7 @@ def augmentation(form: Form, scratch: Path, facts: dict[str, Any]) -> Result:
     workers), images/s fully augmented, via :func:`augmentation_throughput.throughput`."""
     from augmentation_throughput import throughput, write_large_jpegs
 
+    from sslkit.components import BuildContext
     from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
     from sslkit_plugins.augmentations.params import MultiCropParams
     from sslkit_plugins.augmentations.torchvision_multicrop import TorchvisionMultiCrop
@@ -208,8 +209,8 @@ def augmentation(form: Form, scratch: Path, facts: dict[str, Any]) -> Result:
     args = argparse.Namespace(device=form.device, workers=form.aug_workers, batch_size=form.aug_batch,
                               steps=form.aug_steps)
     recipe = {"global_crop_size": size, "local_crop_size": local, "n_local": form.n_local}
-    tv, tv_cpu = throughput(dataset, TorchvisionMultiCrop(MultiCropParams(**recipe)), args)
-    ko, ko_cpu = throughput(dataset, KorniaMultiCrop(KorniaMultiCropParams(**recipe)), args)
+    tv, tv_cpu = throughput(dataset, TorchvisionMultiCrop(MultiCropParams(**recipe), BuildContext()), args)
+    ko, ko_cpu = throughput(dataset, KorniaMultiCrop(KorniaMultiCropParams(**recipe), BuildContext()), args)
     details = {"crops": f"2 x {size} px + {form.n_local} x {local} px", "batch": form.aug_batch,
                "loader_workers": form.aug_workers, "torchvision_images_per_s": round(tv, 1),
                "torchvision_cpu_ms_per_image": round(tv_cpu, 2), "kornia_images_per_s": round(ko, 1),

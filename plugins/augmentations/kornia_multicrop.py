@@ -106,7 +106,7 @@ def _apply_colour_maps(pixels: Tensor, matrix: Tensor, offset: Tensor, low: list
 class KorniaMultiCrop:
     """DINOv2 multi-crop (reference sections 1 and 8) batched on the training device with kornia."""
 
-    def __init__(self, params: KorniaMultiCropParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: KorniaMultiCropParams, ctx: BuildContext) -> None:
         self.params = params
         self.n_global = params.n_global
         self.n_local = params.n_local

@@ -34,7 +34,7 @@ _OPERATIONS: dict[int, Callable[[Image.Image, float], Image.Image]] = {
 class TorchvisionMultiCrop:
     """DINOv2 multi-crop (reference sections 1 and 8) per image in the loader workers with torchvision."""
 
-    def __init__(self, params: MultiCropParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: MultiCropParams, ctx: BuildContext) -> None:
         self.params = params
         self.n_global = params.n_global
         self.n_local = params.n_local

@@ -22,7 +22,7 @@ class OnePerImage:
     the engine reuses this selection for every such loss in the step.
     """
 
-    def __init__(self, params: OnePerImageParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: OnePerImageParams, ctx: BuildContext) -> None:
         self.params = params
 
     def select(self, n_global: int, global_batch_size: int, generator: torch.Generator) -> Tensor:

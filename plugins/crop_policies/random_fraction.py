@@ -33,7 +33,7 @@ class RandomFraction:
     none with ~1/4 (sampling without replacement).
     """
 
-    def __init__(self, params: RandomFractionParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: RandomFractionParams, ctx: BuildContext) -> None:
         self.params = params
 
     def select(self, n_global: int, global_batch_size: int, generator: torch.Generator) -> Tensor:

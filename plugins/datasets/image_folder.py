@@ -66,7 +66,7 @@ class ImageFolderDataset:
     Files are listed once, at construction; ``__getitem__`` decodes one image to RGB.
     """
 
-    def __init__(self, params: ImageFolderParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: ImageFolderParams, ctx: BuildContext) -> None:
         root = os.path.abspath(os.path.expanduser(params.root))
         if not os.path.isdir(root):
             what = "a file, not a directory" if os.path.exists(root) else "does not exist"

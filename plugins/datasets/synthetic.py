@@ -115,7 +115,7 @@ class SyntheticParams:
 class SyntheticDataset:
     """Labelled shape images generated on the fly (see the module documentation)."""
 
-    def __init__(self, params: SyntheticParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: SyntheticParams, ctx: BuildContext) -> None:
         self.params = params
         self.classes = list(SHAPES)[: params.num_classes]
         coords = np.arange(params.image_size, dtype=np.float32) + 0.5

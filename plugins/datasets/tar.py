@@ -39,7 +39,7 @@ class TarParams:
 class TarDataset:
     """Images of an ImageFolder tree inside a tar archive, labelled by class folder under ``prefix``."""
 
-    def __init__(self, params: TarParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: TarParams, ctx: BuildContext) -> None:
         path = os.path.abspath(os.path.expanduser(params.path))
         if not os.path.isfile(path):
             raise SSLKitError(f"dataset tar: archive {params.path!r} does not exist")

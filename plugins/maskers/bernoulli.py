@@ -31,7 +31,7 @@ class BernoulliMasker:
     ``random_fraction`` with ``fraction: 1.0`` to mask every crop as in the reference variant.
     """
 
-    def __init__(self, params: BernoulliMaskerParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: BernoulliMaskerParams, ctx: BuildContext) -> None:
         self.params = params
 
     def generate(self, n: int, grid: tuple[int, int], generator: torch.Generator) -> Tensor:

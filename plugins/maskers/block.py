@@ -159,7 +159,7 @@ class BlockMasker:
     ``generator``, so the same generator state gives the same masks.
     """
 
-    def __init__(self, params: BlockMaskerParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: BlockMaskerParams, ctx: BuildContext) -> None:
         if params.min_ratio > params.max_ratio:
             raise SSLKitError(f"block masker: min_ratio {params.min_ratio} is above max_ratio {params.max_ratio}")
         self.params = params

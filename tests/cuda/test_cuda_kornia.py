@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sslkit.components import BuildContext
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 
@@ -12,8 +13,8 @@ pytestmark = pytest.mark.cuda
 
 
 def test_crops_on_the_gpu_equal_the_cpu_crops() -> None:
-    aug = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=64, local_crop_size=32, n_local=4))
-    images = SyntheticDataset(SyntheticParams(size=8, image_size=80))
+    aug = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=64, local_crop_size=32, n_local=4), BuildContext())
+    images = SyntheticDataset(SyntheticParams(size=8, image_size=80), BuildContext())
     seeds = torch.arange(8) * 7919 + 11
     prepared = [aug.prepare(images[i][0], int(seeds[i])) for i in range(8)]
     batch = {key: torch.stack([p[key] for p in prepared]) for key in prepared[0]}

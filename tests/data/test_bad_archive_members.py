@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.data import bad_files, build_train_loader
 from sslkit.errors import SSLKitError
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.datasets.image_folder import ImageFolderDataset, ImageFolderParams
 from sslkit_plugins.datasets.tar import TarDataset, TarParams
 
-AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=8, local_crop_size=8, n_local=0))
+AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=8, local_crop_size=8, n_local=0), BuildContext())
 
 
 def png_bytes(side: int, value: int = 90) -> bytes:
@@ -61,7 +62,7 @@ def broken_tar(tmp_path: Path) -> TarDataset:
     members = {f"{cls}/{i}.png": png_bytes(16, 20 * i + 100 * k) for k, cls in enumerate("ab") for i in range(4)}
     members["a/1.png"] = members["a/1.png"][:60]  # truncated inside the archive
     members["b/2.png"] = bomb_png()
-    return TarDataset(TarParams(path=str(make_tar(tmp_path / "data.tar", members))))
+    return TarDataset(TarParams(path=str(make_tar(tmp_path / "data.tar", members))), BuildContext())
 
 
 def test_corrupt_members_and_bombs_in_a_tar_are_counted_as_bad_files(broken_tar: TarDataset) -> None:
@@ -89,7 +90,7 @@ def test_images_above_the_pixel_limit_are_refused_before_the_hard_limit(tmp_path
             (tmp_path / cls / f"{i}.png").write_bytes(png_bytes(8))
     (tmp_path / "a" / "1.png").write_bytes(png_bytes(40))  # 1,600 px: over 1,000, under 2,000
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    folder = ImageFolderDataset(ImageFolderParams(root=str(tmp_path)))
+    folder = ImageFolderDataset(ImageFolderParams(root=str(tmp_path)), BuildContext())
     got = batches(folder, 1)
     assert 1 not in got[0].indices.tolist()
     assert got[0].bad_files == [f"{tmp_path}/a/1.png: DecompressionBombWarning: Image size (1600 pixels) exceeds "
@@ -101,7 +102,7 @@ def test_more_bad_files_in_a_row_than_the_bound_is_a_clear_error(tmp_path: Path,
     monkeypatch.setattr(bad_files, "MAX_REPLACEMENTS", 3)  # workers are forked: they see the patched bound
     members = {f"a/{i}.png": b"not a png" for i in range(6)}
     members.update({f"b/{i}.png": png_bytes(8) for i in range(2)})
-    dataset = TarDataset(TarParams(path=str(make_tar(tmp_path / "bad.tar", members))))
+    dataset = TarDataset(TarParams(path=str(make_tar(tmp_path / "bad.tar", members))), BuildContext())
     with pytest.raises(SSLKitError) as error:
         batches(dataset, 1, max_bad_fraction=1.0, workers=workers)
     message = str(error.value)
@@ -118,6 +119,6 @@ def test_a_symlink_loop_lists_each_image_once(tmp_path: Path, caplog) -> None:
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / "0.png")
     (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")
     (tmp_path / "b" / "up").symlink_to(tmp_path)
-    folder = ImageFolderDataset(ImageFolderParams(root=str(tmp_path)))
+    folder = ImageFolderDataset(ImageFolderParams(root=str(tmp_path)), BuildContext())
     assert folder.paths == ["a/0.png", "b/0.png"] and folder.classes == ["a", "b"]
     assert "2 folder(s) reached a second time through symbolic links" in caplog.text

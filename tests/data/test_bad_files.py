@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.data import build_train_loader
 from sslkit.data.bad_files import BadFileTracker
 from sslkit.errors import SSLKitError
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.datasets.image_folder import ImageFolderDataset, ImageFolderParams
 
-AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=8, local_crop_size=8, n_local=0))
+AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=8, local_crop_size=8, n_local=0), BuildContext())
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def folder(tmp_path: Path) -> ImageFolderDataset:
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, format="JPEG")
     (tmp_path / "a" / "2.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # truncated
     (tmp_path / "b" / "4.jpg").write_text("this is not a JPEG")
-    return ImageFolderDataset(ImageFolderParams(root=str(tmp_path)))
+    return ImageFolderDataset(ImageFolderParams(root=str(tmp_path)), BuildContext())
 
 
 def run(dataset: ImageFolderDataset, steps: int, max_bad_fraction: float, workers: int = 0) -> list:

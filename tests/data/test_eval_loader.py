@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.data import build_eval_loader
 from sslkit.errors import SSLKitError
 from sslkit_plugins.datasets.image_folder import ImageFolderDataset, ImageFolderParams
@@ -16,7 +17,7 @@ from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 
 
 def test_batches_are_normalised_centre_crops_in_order() -> None:
-    ds = SyntheticDataset(SyntheticParams(size=10, image_size=16))
+    ds = SyntheticDataset(SyntheticParams(size=10, image_size=16), BuildContext())
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
     loader = build_eval_loader(ds, image_size=16, batch_size=4, num_workers=0, mean=mean, std=std, crop_fraction=1.0)
     assert len(loader) == 3
@@ -32,7 +33,7 @@ def test_resize_then_centre_crop(tmp_path: Path) -> None:
     pixels[:, 20:60] = 255  # a white band in the centre of a wide image
     (tmp_path / "c").mkdir()
     Image.fromarray(pixels).save(tmp_path / "c" / "wide.png")
-    ds = ImageFolderDataset(ImageFolderParams(root=str(tmp_path)))
+    ds = ImageFolderDataset(ImageFolderParams(root=str(tmp_path)), BuildContext())
     loader = build_eval_loader(
         ds, image_size=14, batch_size=1, num_workers=0, mean=(0, 0, 0), std=(1, 1, 1), crop_fraction=0.875
     )  # shorter side -> 16, i.e. 16 x 32, crop the central 14 x 14
@@ -45,7 +46,7 @@ def test_undecodable_evaluation_image_is_an_error_naming_the_file(tmp_path: Path
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "broken.png").write_text("nope")
     loader = build_eval_loader(
-        ImageFolderDataset(ImageFolderParams(root=str(tmp_path))),
+        ImageFolderDataset(ImageFolderParams(root=str(tmp_path)), BuildContext()),
         image_size=8,
         batch_size=1,
         num_workers=0,

@@ -8,13 +8,14 @@ import sys
 import pytest
 import torch
 
+from sslkit.components import BuildContext
 from sslkit.data import TrainBatch, build_train_loader
 from sslkit.errors import SSLKitError
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 
-DATASET = SyntheticDataset(SyntheticParams(size=30, image_size=16))
-AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2))
+DATASET = SyntheticDataset(SyntheticParams(size=30, image_size=16), BuildContext())
+AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2), BuildContext())
 
 
 def batches(steps: int, *, workers: int = 0, rank: int = 0, world: int = 1, start: int = 0) -> list[TrainBatch]:
@@ -92,13 +93,14 @@ def test_global_batch_must_divide_across_processes() -> None:
 
 
 _LEAKED_ITERATOR = """
+from sslkit.components import BuildContext
 from sslkit.data import build_train_loader
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.datasets.synthetic import SyntheticDataset, SyntheticParams
 
 loader = build_train_loader(
-    SyntheticDataset(SyntheticParams(size=30, image_size=16)),
-    KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2)),
+    SyntheticDataset(SyntheticParams(size=30, image_size=16), BuildContext()),
+    KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2), BuildContext()),
     global_batch_size=8, rank=0, world_size=1, seed=7, start_step=0, num_workers=2, device="cpu")
 KEPT = iter(loader)  # never closed, as when a stored exception keeps the trainer's frame alive
 next(KEPT)

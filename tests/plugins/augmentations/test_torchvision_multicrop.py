@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sslkit.components import Augmentation
+from sslkit.components import Augmentation, BuildContext
 from sslkit.registry import create
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 from sslkit_plugins.augmentations.params import MultiCropParams
@@ -16,7 +16,7 @@ from sslkit_plugins.augmentations.torchvision_multicrop import TorchvisionMultiC
 
 def make(**overrides) -> TorchvisionMultiCrop:
     values = {"global_crop_size": 24, "local_crop_size": 12, "n_local": 4} | overrides
-    return TorchvisionMultiCrop(MultiCropParams(**values))
+    return TorchvisionMultiCrop(MultiCropParams(**values), BuildContext())
 
 
 def run(aug, images: list[Image.Image], seeds: torch.Tensor):
@@ -101,7 +101,10 @@ def test_realised_solarisation_rates_per_crop_position(constant_image, plugin) -
         "mean": (0, 0, 0),
         "std": (1, 1, 1),
     }
-    aug = make(**recipe) if plugin == "torchvision" else KorniaMultiCrop(KorniaMultiCropParams(**recipe))
+    if plugin == "torchvision":
+        aug = make(**recipe)
+    else:
+        aug = KorniaMultiCrop(KorniaMultiCropParams(**recipe), BuildContext())
     n = 100 if plugin == "torchvision" else 800  # per-image CPU work vs one batched call
     crops = run(aug, [constant_image(204, size=12)] * n, torch.arange(n) * 3 + 1)
     solarised = (crops.global_crops.mean(dim=(1, 2, 3)) < 0.5).view(2, n).double().mean(dim=1)
@@ -116,7 +119,7 @@ def test_both_plugins_draw_with_the_documented_rates(plugin) -> None:
     if plugin == "torchvision":
         params = make(n_local=2).draw_params(seeds, torch.tensor([[64, 64]] * n))
     else:
-        params = KorniaMultiCrop(KorniaMultiCropParams(n_local=2, canvas_size=64)).draw_params(seeds)
+        params = KorniaMultiCrop(KorniaMultiCropParams(n_local=2, canvas_size=64), BuildContext()).draw_params(seeds)
     area = params.area_fraction()
     assert area[:2].min() > 0.30 and area[2:].max() < 0.34
     rates = {name: getattr(params, name).double().mean(dim=1) for name in ("flip", "grayscale", "blur", "solarize")}
@@ -130,13 +133,12 @@ def test_same_seeds_give_the_same_crops_as_kornia(ramp, no_colour) -> None:
     recipe = {"global_crop_size": 24, "local_crop_size": 12, "n_local": 4} | no_colour
     images = [ramp(48, 48), ramp(40, 56)]
     seeds = torch.tensor([3, 4])
-    ours = run(TorchvisionMultiCrop(MultiCropParams(**recipe)), images, seeds)
-    theirs = run(KorniaMultiCrop(KorniaMultiCropParams(canvas_size=48, **recipe)), images, seeds)
+    ours = run(TorchvisionMultiCrop(MultiCropParams(**recipe), BuildContext()), images, seeds)
+    theirs = run(KorniaMultiCrop(KorniaMultiCropParams(canvas_size=48, **recipe), BuildContext()), images, seeds)
     assert (ours.global_crops - theirs.global_crops).abs().mean() < 2 / 255
     assert (ours.local_crops - theirs.local_crops).abs().mean() < 2 / 255
-    assert not torch.equal(
-        run(TorchvisionMultiCrop(MultiCropParams(**recipe)), images, seeds + 9).global_crops, ours.global_crops
-    )
+    other_seeds = run(TorchvisionMultiCrop(MultiCropParams(**recipe), BuildContext()), images, seeds + 9)
+    assert not torch.equal(other_seeds.global_crops, ours.global_crops)
 
 
 def test_deterministic(ramp) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from sslkit.components import CropPolicy
+from sslkit.components import BuildContext, CropPolicy
 from sslkit_plugins.crop_policies.one_per_image import OnePerImage, OnePerImageParams
 
 
 def test_exactly_one_per_image() -> None:
-    policy = OnePerImage(OnePerImageParams())
+    policy = OnePerImage(OnePerImageParams(), BuildContext())
     assert isinstance(policy, CropPolicy)
     generator = torch.Generator().manual_seed(0)
     for n_global, batch in ((2, 64), (3, 9), (1, 4)):
@@ -20,7 +20,7 @@ def test_exactly_one_per_image() -> None:
 
 
 def test_each_crop_index_chosen_uniformly() -> None:
-    policy = OnePerImage(OnePerImageParams())
+    policy = OnePerImage(OnePerImageParams(), BuildContext())
     generator = torch.Generator().manual_seed(1)
     draws = torch.stack([policy.select(2, 100, generator) for _ in range(100)]).double()  # 10,000 images
     first_share = draws[:, 0].mean()
@@ -31,7 +31,7 @@ def test_each_crop_index_chosen_uniformly() -> None:
 
 
 def test_determinism() -> None:
-    policy = OnePerImage(OnePerImageParams())
+    policy = OnePerImage(OnePerImageParams(), BuildContext())
     a = policy.select(2, 32, torch.Generator().manual_seed(2))
     assert torch.equal(a, policy.select(2, 32, torch.Generator().manual_seed(2)))
     assert not torch.equal(a, policy.select(2, 32, torch.Generator().manual_seed(3)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslkit.components import ImageDataset
+from sslkit.components import BuildContext, ImageDataset
 from sslkit.errors import SSLKitError
 from sslkit.registry import create
 from sslkit_plugins.datasets.image_folder import ImageFolderDataset, ImageFolderParams
@@ -41,31 +41,31 @@ def test_flat_folder_is_unlabelled_and_loose_files_are_ignored_beside_classes(tm
     flat = tmp_path / "flat"
     for i in range(3):
         write_image(flat / f"{i}.png", i)
-    ds = ImageFolderDataset(ImageFolderParams(root=str(flat)))
+    ds = ImageFolderDataset(ImageFolderParams(root=str(flat)), BuildContext())
     assert ds.classes == [] and [ds[i][1] for i in range(3)] == [-1, -1, -1]
     write_image(flat / "cls" / "x.png", 9)
     with caplog.at_level(logging.WARNING, logger="sslkit"):
-        ds = ImageFolderDataset(ImageFolderParams(root=str(flat)))
+        ds = ImageFolderDataset(ImageFolderParams(root=str(flat)), BuildContext())
     assert ds.classes == ["cls"] and len(ds) == 1 and "ignoring 3 image(s)" in caplog.text
 
 
 def test_extensions_are_configurable(tmp_path: Path) -> None:
     write_image(tmp_path / "a" / "x.png", 1)
     write_image(tmp_path / "a" / "y.bmp", 2)
-    ds = ImageFolderDataset(ImageFolderParams(root=str(tmp_path), extensions=(".BMP",)))
+    ds = ImageFolderDataset(ImageFolderParams(root=str(tmp_path), extensions=(".BMP",)), BuildContext())
     assert len(ds) == 1 and ds.describe(0).endswith("y.bmp")
 
 
 def test_missing_or_empty_root_says_what_was_found(tmp_path: Path) -> None:
     with pytest.raises(SSLKitError, match="does not exist"):
-        ImageFolderDataset(ImageFolderParams(root=str(tmp_path / "nope")))
+        ImageFolderDataset(ImageFolderParams(root=str(tmp_path / "nope")), BuildContext())
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "readme.md").write_text("hi")
     with pytest.raises(SSLKitError, match=r"no images .* \(1 files, e.g. docs/readme.md\)"):
-        ImageFolderDataset(ImageFolderParams(root=str(tmp_path)))
+        ImageFolderDataset(ImageFolderParams(root=str(tmp_path)), BuildContext())
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SSLKitError, match="no files at all"):
-        ImageFolderDataset(ImageFolderParams(root=str(empty)))
+        ImageFolderDataset(ImageFolderParams(root=str(empty)), BuildContext())
     with pytest.raises(SSLKitError, match="not a directory"):
-        ImageFolderDataset(ImageFolderParams(root=str(tmp_path / "docs" / "readme.md")))
+        ImageFolderDataset(ImageFolderParams(root=str(tmp_path / "docs" / "readme.md")), BuildContext())

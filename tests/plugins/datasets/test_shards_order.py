@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.data import TrainBatch, build_train_loader
 from sslkit.data.loader import train_sampler
 from sslkit.data.shard_order import ShardWindowOrder
@@ -20,7 +21,7 @@ from sslkit.data.shard_writer import write_shards
 from sslkit.registry import create
 from sslkit_plugins.augmentations.kornia_multicrop import KorniaMultiCrop, KorniaMultiCropParams
 
-AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2))
+AUGMENTATION = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=16, local_crop_size=8, n_local=2), BuildContext())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sslkit.components import ImageDataset
+from sslkit.components import BuildContext, ImageDataset
 from sslkit.errors import RecipeError
 from sslkit.registry import create
 from sslkit_plugins.datasets.synthetic import SHAPES, SyntheticDataset, SyntheticParams
@@ -28,9 +28,9 @@ def test_registered_deterministic_and_balanced() -> None:
     assert isinstance(ds, ImageDataset) and len(ds) == 40 and ds.classes == list(SHAPES)
     image, label = ds[13]
     assert image.mode == "RGB" and image.size == (16, 16) and label == 3
-    again = SyntheticDataset(SyntheticParams(size=40, image_size=16, seed=3))
+    again = SyntheticDataset(SyntheticParams(size=40, image_size=16, seed=3), BuildContext())
     assert np.array_equal(np.asarray(again[13][0]), np.asarray(image))
-    other = SyntheticDataset(SyntheticParams(size=40, image_size=16, seed=4))
+    other = SyntheticDataset(SyntheticParams(size=40, image_size=16, seed=4), BuildContext())
     assert not np.array_equal(np.asarray(other[13][0]), np.asarray(image))
     assert np.bincount([ds[i][1] for i in range(40)]).tolist() == [4] * 10
     assert "13" in ds.describe(13)
@@ -39,13 +39,13 @@ def test_registered_deterministic_and_balanced() -> None:
 
 
 def test_number_of_classes_is_bounded() -> None:
-    assert SyntheticDataset(SyntheticParams(num_classes=3)).classes == ["disk", "ring", "square"]
+    assert SyntheticDataset(SyntheticParams(num_classes=3), BuildContext()).classes == ["disk", "ring", "square"]
     with pytest.raises(RecipeError, match="num_classes"):
         create("dataset", "synthetic", num_classes=len(SHAPES) + 1)
 
 
 def test_classes_need_shape_not_colour() -> None:
-    ds = SyntheticDataset(SyntheticParams(size=1200, image_size=24))
+    ds = SyntheticDataset(SyntheticParams(size=1200, image_size=24), BuildContext())
     images, labels = pixels(ds, 1200)
     train, test = slice(0, 1000), slice(1000, 1200)
     colour = images.mean(axis=(1, 2))  # mean RGB of each image

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit.registry import create
 from sslkit_plugins.datasets.tar import TarDataset, TarParams
@@ -52,31 +53,31 @@ def test_prefix_selects_the_split_and_labels_come_from_class_folders(split_tar: 
 
 
 def test_without_prefix_the_top_folders_are_the_classes(split_tar: Path) -> None:
-    ds = TarDataset(TarParams(path=str(split_tar)))
+    ds = TarDataset(TarParams(path=str(split_tar)), BuildContext())
     assert ds.classes == ["test", "train"] and len(ds) == 7
 
 
 def test_flat_archive_is_unlabelled(tmp_path: Path) -> None:
     path = make_tar(tmp_path / "flat.tar", {f"./{i}.jpg": jpeg_bytes(i) for i in range(4)})
-    ds = TarDataset(TarParams(path=str(path)))
+    ds = TarDataset(TarParams(path=str(path)), BuildContext())
     assert ds.classes == [] and [ds[i][1] for i in range(4)] == [-1] * 4
 
 
 def test_errors_name_what_exists(split_tar: Path, tmp_path: Path) -> None:
     with pytest.raises(SSLKitError, match="top-level entries: test, train"):
-        TarDataset(TarParams(path=str(split_tar), prefix="val"))
+        TarDataset(TarParams(path=str(split_tar), prefix="val"), BuildContext())
     with pytest.raises(SSLKitError, match="does not exist"):
-        TarDataset(TarParams(path=str(tmp_path / "missing.tar")))
+        TarDataset(TarParams(path=str(tmp_path / "missing.tar")), BuildContext())
     compressed = make_tar(tmp_path / "data.tar.gz", {"a/0.jpg": jpeg_bytes(1)}, mode="w:gz")
     with pytest.raises(SSLKitError, match="not an uncompressed tar archive"):
-        TarDataset(TarParams(path=str(compressed)))
+        TarDataset(TarParams(path=str(compressed)), BuildContext())
     no_images = make_tar(tmp_path / "text.tar", {"a/notes.txt": b"x"})
     with pytest.raises(SSLKitError, match=r"no images .*a/notes.txt"):
-        TarDataset(TarParams(path=str(no_images)))
+        TarDataset(TarParams(path=str(no_images)), BuildContext())
 
 
 def test_reads_are_identical_in_loader_workers_and_after_pickling(split_tar: Path) -> None:
-    ds = TarDataset(TarParams(path=str(split_tar), prefix="train"))
+    ds = TarDataset(TarParams(path=str(split_tar), prefix="train"), BuildContext())
     direct = [np.array(ds[i][0]) for i in range(len(ds))]
     clone = pickle.loads(pickle.dumps(ds))  # what a spawned worker receives: no open handle
     assert all(np.array_equal(np.array(clone[i][0]), direct[i]) for i in range(len(ds)))

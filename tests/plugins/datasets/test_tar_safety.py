@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sslkit.components import BuildContext
 from sslkit.data.resolve import dataset_from_path
 from sslkit.errors import SSLKitError
 from sslkit_plugins.datasets.tar import TarDataset, TarParams
@@ -63,7 +64,7 @@ def test_unsafe_names_and_special_members_are_skipped_with_one_warning(tmp_path:
                 special_info("a/fifo.jpg", tarfile.FIFOTYPE)]
     path = write_tar(tmp_path / "hostile.tar", entries)
     with caplog.at_level(logging.WARNING, logger="sslkit"):
-        ds = TarDataset(TarParams(path=str(path)))
+        ds = TarDataset(TarParams(path=str(path)), BuildContext())
     assert ds.classes == ["a", "b"], "'..', '' or 'etc' must never become a class"
     assert ds.names == [f"{cls}/{i}.jpg" for cls in "ab" for i in range(4)]
     warnings = [r.getMessage() for r in caplog.records if "not safe regular files" in r.getMessage()]
@@ -89,7 +90,7 @@ def test_unsafe_names_and_special_members_are_skipped_with_one_warning(tmp_path:
 def test_each_kind_of_unsafe_member_is_named_with_its_reason(tmp_path: Path, caplog, entry, reason) -> None:
     path = write_tar(tmp_path / "one.tar", [*safe_entries(2), entry])
     with caplog.at_level(logging.WARNING, logger="sslkit"):
-        ds = TarDataset(TarParams(path=str(path)))
+        ds = TarDataset(TarParams(path=str(path)), BuildContext())
     assert len(ds) == 4
     assert f"{entry[0].name!r} ({reason})" in caplog.text
 
@@ -98,7 +99,7 @@ def test_an_archive_of_mostly_unsafe_members_is_refused(tmp_path: Path) -> None:
     entries = [*safe_entries(1)] + [special_info(f"a/{i}.jpg", tarfile.SYMTYPE, f"/data/{i}.jpg") for i in range(3)]
     path = write_tar(tmp_path / "links.tar", entries)
     with pytest.raises(SSLKitError) as error:
-        TarDataset(TarParams(path=str(path)))
+        TarDataset(TarParams(path=str(path)), BuildContext())
     message = str(error.value)
     assert str(path) in message and "3 of 5 members are not safe regular files" in message
     assert "tar -h" in message and "'a/0.jpg' (symbolic link to '/data/0.jpg')" in message
@@ -109,7 +110,7 @@ def test_duplicate_names_resolve_to_the_last_copy_with_a_warning(tmp_path: Path,
                file_info("./a//0.jpg", jpeg_bytes(200))]  # the same file after normalisation
     path = write_tar(tmp_path / "dup.tar", entries)
     with caplog.at_level(logging.WARNING, logger="sslkit"):
-        ds = TarDataset(TarParams(path=str(path)))
+        ds = TarDataset(TarParams(path=str(path)), BuildContext())
     assert ds.names == ["a/0.jpg", "b/0.jpg"]
     assert abs(int(np.array(ds[0][0])[0, 0, 0]) - 200) <= 3
     assert "1 member name(s) occur more than once; the last copy of each is used: a/0.jpg" in caplog.text
@@ -125,9 +126,9 @@ def test_dot_dot_never_becomes_a_class_through_path_resolution(tmp_path: Path) -
 @pytest.mark.parametrize("where", ["data", "header"])
 def test_a_truncated_archive_is_refused_with_its_path(tmp_path: Path, where: str) -> None:
     path = write_tar(tmp_path / "full.tar", safe_entries())
-    offsets = TarDataset(TarParams(path=str(path)))._offsets
+    offsets = TarDataset(TarParams(path=str(path)), BuildContext())._offsets
     end = offsets[-1][0] + 100 if where == "data" else offsets[2][0] - 200  # in the last member / third header
     cut = tmp_path / "cut.tar"
     cut.write_bytes(path.read_bytes()[:end])
     with pytest.raises(SSLKitError, match=r"tar archive .*cut.tar is damaged after \d members .*re-download"):
-        TarDataset(TarParams(path=str(cut)))
+        TarDataset(TarParams(path=str(cut)), BuildContext())

@@ -6,12 +6,14 @@ import math
 
 import torch
 
+from sslkit.components import BuildContext
 from sslkit_plugins.maskers.bernoulli import BernoulliMasker, BernoulliMaskerParams
 
 
 def test_ratio_within_binomial_tolerance_and_independent_tokens() -> None:
     ratio, n, grid = 0.3, 2000, (14, 14)
-    masks = BernoulliMasker(BernoulliMaskerParams(ratio=ratio)).generate(n, grid, torch.Generator().manual_seed(0))
+    masker = BernoulliMasker(BernoulliMaskerParams(ratio=ratio), BuildContext())
+    masks = masker.generate(n, grid, torch.Generator().manual_seed(0))
     assert masks.shape == (n, 196) and masks.dtype == torch.bool
     total = n * 196
     assert abs(masks.double().mean() - ratio) < 4 * math.sqrt(ratio * (1 - ratio) / total)
@@ -26,9 +28,9 @@ def test_ratio_within_binomial_tolerance_and_independent_tokens() -> None:
 
 def test_extremes_and_determinism() -> None:
     generator = torch.Generator().manual_seed(1)
-    assert not BernoulliMasker(BernoulliMaskerParams(ratio=0.0)).generate(10, (8, 8), generator).any()
-    assert BernoulliMasker(BernoulliMaskerParams(ratio=1.0)).generate(10, (8, 8), generator).all()
-    masker = BernoulliMasker(BernoulliMaskerParams())
+    assert not BernoulliMasker(BernoulliMaskerParams(ratio=0.0), BuildContext()).generate(10, (8, 8), generator).any()
+    assert BernoulliMasker(BernoulliMaskerParams(ratio=1.0), BuildContext()).generate(10, (8, 8), generator).all()
+    masker = BernoulliMasker(BernoulliMaskerParams(), BuildContext())
     a = masker.generate(16, (8, 8), torch.Generator().manual_seed(2))
     b = masker.generate(16, (8, 8), torch.Generator().manual_seed(2))
     assert torch.equal(a, b)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit_plugins.maskers.bernoulli import BernoulliMasker, BernoulliMaskerParams
 from sslkit_plugins.maskers.block import BlockMasker, BlockMaskerParams, rectangle_shapes
@@ -56,7 +57,7 @@ def copy_of(generator: torch.Generator) -> torch.Generator:
 
 
 def test_stratified_ratios_one_per_stratum_and_realised_counts_within_target() -> None:
-    masker = BlockMasker(BlockMaskerParams())
+    masker = BlockMasker(BlockMaskerParams(), BuildContext())
     grid, n_patches, n = (14, 14), 196, 40
     edges = torch.linspace(0.1, 0.5, n + 1, dtype=torch.float64)
     generator = torch.Generator().manual_seed(1)
@@ -82,7 +83,7 @@ def test_stratified_ratios_one_per_stratum_and_realised_counts_within_target() -
 
 
 def test_fixed_ratio_targets_int_ratio_times_patches() -> None:
-    masker = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.3))
+    masker = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.3), BuildContext())
     counts = masker.generate(2000, (16, 16), torch.Generator().manual_seed(2)).sum(1)
     target = int(0.3 * 256)
     assert counts.max() == target
@@ -97,14 +98,14 @@ def test_max_fraction_caps_each_rectangle() -> None:
     boundaries = []
     for max_fraction in (0.05, 0.5):
         params = BlockMaskerParams(stratified=False, ratio=0.3, max_fraction=max_fraction)
-        masks = BlockMasker(params).generate(300, grid, torch.Generator().manual_seed(3))
+        masks = BlockMasker(params, BuildContext()).generate(300, grid, torch.Generator().manual_seed(3))
         assert torch.all(masks.sum(1) <= 120) and masks.sum(1).double().mean() > 119
         boundaries.append(boundary_pairs(masks, grid).double().mean())
     assert boundaries[0] > 1.3 * boundaries[1]
 
 
 def test_ratios_are_shuffled_and_positions_symmetric() -> None:
-    masker = BlockMasker(BlockMaskerParams())
+    masker = BlockMasker(BlockMaskerParams(), BuildContext())
     generator = torch.Generator().manual_seed(10)
     first_crop_ratio = torch.stack([masker.ratios(8, generator)[0] for _ in range(400)])
     assert abs(float(first_crop_ratio.mean()) - 0.3) < 0.03  # not always the lowest stratum
@@ -150,14 +151,15 @@ def test_rectangles_are_strictly_smaller_than_the_grid() -> None:
     # Target 4 on a 3 x 40 grid: the possible first rectangles are 1x3, 1x4, 2x2 and 3x1;
     # 3x1 spans the full height and is rejected (h < H), and nothing else can fill a column.
     params = BlockMaskerParams(stratified=False, ratio=0.034)
-    masks = BlockMasker(params).generate(2000, (3, 40), torch.Generator().manual_seed(11)).view(-1, 3, 40)
+    masker = BlockMasker(params, BuildContext())
+    masks = masker.generate(2000, (3, 40), torch.Generator().manual_seed(11)).view(-1, 3, 40)
     assert torch.all(masks.sum((1, 2)) <= 4)
     assert not masks.all(1).any()
 
 
 def test_same_distribution_as_the_plain_algorithm() -> None:
     grid, n = (14, 14), 600
-    ours = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.3)).generate(
+    ours = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.3), BuildContext()).generate(
         n, grid, torch.Generator().manual_seed(5)
     )
     rng = random.Random(5)
@@ -173,16 +175,18 @@ def test_same_distribution_as_the_plain_algorithm() -> None:
 
 def test_block_masks_are_spatially_coherent() -> None:
     grid = (16, 16)
-    block = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.3)).generate(
+    block = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.3), BuildContext()).generate(
         500, grid, torch.Generator().manual_seed(6)
     )
-    bernoulli = BernoulliMasker(BernoulliMaskerParams(ratio=0.3)).generate(500, grid, torch.Generator().manual_seed(6))
+    bernoulli = BernoulliMasker(BernoulliMaskerParams(ratio=0.3), BuildContext()).generate(
+        500, grid, torch.Generator().manual_seed(6)
+    )
     assert abs(block.double().mean() - bernoulli.double().mean()) < 0.01
     assert boundary_pairs(block, grid).double().mean() < 0.4 * boundary_pairs(bernoulli, grid).double().mean()
 
 
 def test_determinism_under_the_same_seed() -> None:
-    masker = BlockMasker(BlockMaskerParams())
+    masker = BlockMasker(BlockMaskerParams(), BuildContext())
     a = masker.generate(64, (16, 16), torch.Generator().manual_seed(7))
     b = masker.generate(64, (16, 16), torch.Generator().manual_seed(7))
     c = masker.generate(64, (16, 16), torch.Generator().manual_seed(8))
@@ -192,12 +196,12 @@ def test_determinism_under_the_same_seed() -> None:
 
 def test_edge_cases() -> None:
     generator = torch.Generator().manual_seed(9)
-    masker = BlockMasker(BlockMaskerParams())
+    masker = BlockMasker(BlockMaskerParams(), BuildContext())
     assert masker.generate(0, (14, 14), generator).shape == (0, 196)
     rectangular = masker.generate(50, (8, 20), generator)
     assert rectangular.shape == (50, 160)
     assert torch.all(rectangular.sum(1) <= int(0.5 * 160))
-    empty = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.0)).generate(5, (14, 14), generator)
+    empty = BlockMasker(BlockMaskerParams(stratified=False, ratio=0.0), BuildContext()).generate(5, (14, 14), generator)
     assert not empty.any()
     with pytest.raises(SSLKitError):
-        BlockMasker(BlockMaskerParams(min_ratio=0.6, max_ratio=0.5))
+        BlockMasker(BlockMaskerParams(min_ratio=0.6, max_ratio=0.5), BuildContext())
