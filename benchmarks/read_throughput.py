@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from bench_hardware import describe
 
+from sslkit.components import BuildContext
 from sslkit.data import build_train_loader
 from sslkit.data.shard_writer import write_shards
 from sslkit.hardware import cpu_info
@@ -41,7 +42,7 @@ CIFAR_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 
 def write_subset(folder: Path, count: int) -> None:
     """Every ``len / count``-th image of CIFAR-10's training archive as ``folder/<class>/<file>.jpg``."""
-    source = TarDataset(TarParams(path=str(CIFAR_TRAIN), prefix="train"))
+    source = TarDataset(TarParams(path=str(CIFAR_TRAIN), prefix="train"), BuildContext())
     step = max(1, len(source) // count)
     for i in range(0, step * count, step):
         target = folder / source.names[i]
@@ -57,7 +58,7 @@ def write_one_tar(folder: Path, path: Path) -> None:
 
 def images_per_second(dataset: Any, args: argparse.Namespace) -> float:
     """Images/s delivered by the training loader over one epoch, after two warm-up batches."""
-    augmentation = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=32, local_crop_size=16))
+    augmentation = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=32, local_crop_size=16), BuildContext())
     loader = build_train_loader(dataset, augmentation, global_batch_size=args.batch_size, rank=0, world_size=1,
                                 seed=0, start_step=0, num_workers=args.workers, device="cpu")
     steps = len(dataset) // args.batch_size

@@ -67,7 +67,7 @@ class ShardsParams:
 class ShardsDataset:
     """The samples of many tar shards (see the module documentation); ``(RGB image, label or -1)``."""
 
-    def __init__(self, params: ShardsParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: ShardsParams, ctx: BuildContext) -> None:
         self.shards = expand_shards(params.path)
         self.params = params
         counts, max_labels, indexed = self._counts()
