@@ -17,7 +17,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_importing_the_plugin_and_the_kit_loads_no_torch() -> None:
     result = _python("import sys, sslkit.testing.pytest_plugin, sslkit.testing\n"
                      "print('torch' in sys.modules)\n"
-                     "sslkit.testing.make_step_outputs\n"
+                     "sslkit.testing.make_step_inputs\n"
                      "print('torch' in sys.modules)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from sslkit.components import BuildContext, Loss, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.errors import RecipeError
 from sslkit.params import param
 from sslkit.registry import Provider, get_registry
@@ -27,9 +27,10 @@ class ScaledLoss(Loss):
     def __init__(self, params: ScaledParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
+        self.inputs = {"student": Output("cls")}
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> torch.Tensor:
-        return out.student_global.cls.mean() * self.params.scale
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> torch.Tensor:
+        return inputs["student"].mean() * self.params.scale
 
 
 def test_registered_component_is_found_validated_and_removed_afterwards() -> None:

@@ -1,4 +1,4 @@
-"""KoLeo loss against a direct, loop-based implementation of reference section 3."""
+"""KoLeo loss against a direct, loop-based implementation of Sablayrolles et al. 2019, eq. 6 (per global crop)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sslkit.components import BackboneOutput, StepContext, StepOutputs
+from sslkit.components import Output, StepContext, StepInputs
 from sslkit_plugins.losses.koleo import KoLeoLoss, KoLeoLossParams, koleo
 
 D = 4
@@ -15,12 +15,12 @@ D = 4
 
 def step(batch: int, n_global: int = 2) -> StepContext:
     return StepContext(
-        step=0, max_steps=10, teacher_temp=0.04, n_global=n_global, n_local=0, batch_size=batch, global_batch_size=batch
+        step=0, max_steps=10, n_global=n_global, n_local=0, batch_size=batch, global_batch_size=batch
     )
 
 
-def outputs(cls: torch.Tensor) -> StepOutputs:
-    return StepOutputs(student_global=BackboneOutput(cls=cls), teacher_global=BackboneOutput(cls=cls.detach()))
+def outputs(cls: torch.Tensor) -> StepInputs:
+    return StepInputs({"student": cls})
 
 
 def naive_koleo(features: torch.Tensor, n_global: int, eps: float = 1e-8) -> float:
@@ -110,4 +110,4 @@ def test_distributed_mode_in_one_process_equals_local_mode() -> None:
     local = KoLeoLoss(KoLeoLossParams())(outputs(features), step(5))
     dist = KoLeoLoss(KoLeoLossParams(mode="distributed", group_size=1))(outputs(features), step(5))
     torch.testing.assert_close(local, dist)
-    assert KoLeoLoss(KoLeoLossParams()).needs.cls_head is None
+    assert KoLeoLoss(KoLeoLossParams()).inputs == {"student": Output("cls", model="student", crops="global")}

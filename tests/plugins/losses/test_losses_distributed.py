@@ -21,9 +21,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import Tensor, nn
+from torch import Tensor
 
-from sslkit.components import BackboneOutput, BuildContext, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit_plugins.losses.dino import DINOLoss, DINOLossParams
 from sslkit_plugins.losses.ibot import IBOTLoss, IBOTLossParams
 from sslkit_plugins.losses.koleo import KoLeoLoss, KoLeoLossParams
@@ -53,7 +53,18 @@ def _inputs() -> dict[str, Tensor]:
     }
 
 
-def _losses() -> dict[str, tuple[nn.Module, str]]:
+def _value(request: Output, x: dict[str, Tensor], masks: Tensor) -> Tensor:
+    """The engine's tensor for ``request`` from the process's share ``x`` (crop-major rows)."""
+    if request.kind == "masks":
+        return masks
+    side = request.model
+    if request.kind == "cls":
+        return x[f"{side}_cls"].flatten(0, 1) if request.heads else x["features"].flatten(0, 1)
+    tokens = x[f"{side}_tokens" if request.heads else f"{side}_patches"].flatten(0, 1)
+    return tokens[masks] if request.positions == "masked" else tokens
+
+
+def _losses() -> dict[str, tuple[Loss, str]]:
     """Loss name -> (loss, masks key)."""
     ctx = BuildContext(embed_dim=D, head_dims={"h": K}, n_global_crops=N_GLOBAL, n_local_crops=N_LOCAL)
     torch.manual_seed(0)
@@ -85,7 +96,6 @@ def _compute(part: int, parts: int) -> dict[str, dict[str, Tensor]]:
     ctx = StepContext(
         step=0,
         max_steps=1,
-        teacher_temp=0.07,
         n_global=N_GLOBAL,
         n_local=N_LOCAL,
         batch_size=batch,
@@ -95,20 +105,7 @@ def _compute(part: int, parts: int) -> dict[str, dict[str, Tensor]]:
     for name, (loss, masks_key) in _losses().items():
         x = {k: v[:, images].clone().requires_grad_(v.is_floating_point()) for k, v in full.items()}
         masks = x[masks_key].flatten(0, 1)
-        student_tokens = x["student_tokens"].flatten(0, 1)[masks]
-        teacher_tokens = x["teacher_tokens"].flatten(0, 1)[masks]
-        out = StepOutputs(
-            student_global=BackboneOutput(cls=x["features"].flatten(0, 1), patches=x["student_patches"].flatten(0, 1)),
-            teacher_global=BackboneOutput(
-                cls=x["features"].flatten(0, 1).detach(), patches=x["teacher_patches"].flatten(0, 1)
-            ),
-            masks=masks,
-            student_cls_logits={"h": x["student_cls"].flatten(0, 1)},
-            teacher_cls_logits={"h": x["teacher_cls"].flatten(0, 1)},
-            student_masked_logits={"h": student_tokens},
-            teacher_masked_logits={"h": teacher_tokens},
-        )
-        value = loss(out, ctx)
+        value = loss(StepInputs({key: _value(r, x, masks) for key, r in loss.inputs.items()}), ctx)
         value.backward()
         loss.commit()  # the engine commits the losses' state after an applied step
         result = {"value": value.detach()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sslkit.components import BuildContext, Loss
+from sslkit.components import BuildContext, Loss, Output
 from sslkit.params import field_doc, validate
 from sslkit_plugins.losses import register_losses
 
@@ -19,7 +19,11 @@ def test_every_loss_is_registered_documented_and_buildable() -> None:
         assert all(field_doc(f) for f in dataclasses.fields(params)), name
         loss = factory(validate(params, {}), ctx)
         assert isinstance(loss, Loss), name
-    needs = {name: factory(validate(params, {}), ctx).needs for name, (factory, params, _) in registered.items()}
-    assert needs["dino"].cls_head == "dino" and needs["dino"].local_crops
-    assert needs["ibot"].masked_patch_head == "ibot" and needs["ibot"].masks
-    assert needs["patch_prototype"].patch_tokens and needs["patch_prototype"].masks
+    inputs = {name: factory(validate(params, {}), ctx).inputs for name, (factory, params, _) in registered.items()}
+    assert inputs["dino"]["student"] == Output("cls", crops="all", heads=("dino",))
+    assert inputs["ibot"]["teacher"] == Output("patches", model="teacher", positions="masked", heads=("ibot",))
+    assert inputs["ibot"]["masks"] == inputs["patch_prototype"]["masks"] == Output("masks")
+    assert inputs["koleo"] == {"student": Output("cls")}
+    teacher_temps = {name: validate(params, {}).teacher_temp for name, (_, params, _) in registered.items()
+                     if name != "koleo"}
+    assert teacher_temps == {"dino": 0.07, "ibot": 0.07, "patch_prototype": 0.07}  # DINOv2's value after warm-up
