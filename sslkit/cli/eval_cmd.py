@@ -18,7 +18,8 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file or run directory")
         q.add_argument("--train-data", required=True, help="labelled image folder or tar archive of one")
         q.add_argument("--test-data", required=True, help="labelled image folder or tar archive of one")
-        q.add_argument("--which", choices=("teacher", "student"), default="teacher")
+        q.add_argument("--which", choices=("auto", "teacher", "student"), default="auto",
+                       help="auto: the EMA teacher, or the student of a distillation run")
         q.add_argument("--image-size", type=int, help="evaluation size (default: the run's global crop size)")
         q.add_argument("--crop-fraction", type=float,
                        help="centre-crop fraction (default: the run's eval.crop_fraction)")

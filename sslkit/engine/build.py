@@ -11,18 +11,23 @@ before any strategy wraps the model or any optimizer sees it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
 from sslkit.components import Augmentation, Backbone, BuildContext, CropPolicy, ImageDataset, Masker, ParamGroupPolicy
+from sslkit.engine.frozen_teacher import load_frozen_teacher
 from sslkit.engine.param_schedules import Binding, ParamSchedules
 from sslkit.engine.plan import StepPlan, build_plan, unplanned_parameters
 from sslkit.errors import Problem, RecipeError, SSLKitError
 from sslkit.outputs import Producer
 from sslkit.recipe import ResolvedRecipe
 from sslkit.registry import Registry, get_registry
+from sslkit.weights import InitReport, initialise
+
+log = logging.getLogger("sslkit")
 
 
 @dataclass
@@ -44,6 +49,9 @@ class Components:
     schedules: ParamSchedules
     context: BuildContext
     frozen: list[str]  # student parameters that the plan cannot train
+    teacher_backbone: Backbone | None = None  # teacher.mode frozen: the teacher's own network
+    teacher_heads: nn.ModuleDict | None = None
+    init_reports: dict[str, InitReport] = field(default_factory=dict)  # "backbone" / "teacher": what was loaded
 
 
 def _build(resolved: ResolvedRecipe, key: str, ctx: BuildContext) -> Any:
@@ -98,6 +106,12 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None)
     ctx = replace(ctx, global_crop_size=augmentation.global_crop_size, local_crop_size=augmentation.local_crop_size,
                   n_global_crops=augmentation.n_global, n_local_crops=augmentation.n_local)
     backbone = _build(resolved, "model.backbone", ctx)
+    reports: dict[str, InitReport] = {}
+    spec = resolved.spec("model.backbone")
+    if spec.init_from is not None:  # before the EMA teacher copies the student: both start from these weights
+        reports["backbone"] = initialise(backbone, spec.init_from, spec.init_min_fraction, spec.init_format,
+                                         log=log.info)
+    teacher_ctx = ctx
     ctx = replace(ctx, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size)
     heads = nn.ModuleDict({name: _build(resolved, f"model.heads.{name}", ctx) for name in recipe.model.heads})
     ctx = replace(ctx, head_dims={name: head.out_dim for name, head in heads.items()})
@@ -105,8 +119,16 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None)
                                      for name in recipe.model.student_modules})
     ctx = replace(ctx, head_dims={**ctx.head_dims, **{n: m.out_dim for n, m in student_modules.items()}})
     losses = nn.ModuleDict({name: _build(resolved, f"losses.{name}", ctx) for name in recipe.losses})
-    plan = build_plan(dict(losses.items()), backbone, dict(heads.items()), dict(student_modules.items()), registry,
-                      resolved.source, resolved.locations)
+    teacher_backbone, teacher_heads = _frozen_teacher(resolved, teacher_ctx)
+    backbones = {"student": backbone, "teacher": teacher_backbone or backbone}
+    plan = build_plan(dict(losses.items()), backbones, dict(heads.items()), dict(student_modules.items()), registry,
+                      resolved.source, resolved.locations,
+                      teacher_heads=dict(teacher_heads.items()) if teacher_heads is not None else None)
+    if teacher_backbone is not None and teacher_heads is not None:
+        t = recipe.teacher
+        assert t.init_from is not None  # validated: a frozen teacher needs weights
+        reports["teacher"] = load_frozen_teacher(teacher_backbone, teacher_heads, t.init_from, t.init_min_fraction,
+                                                 plan.modules["teacher"])
     frozen = _freeze_unplanned(plan, backbone, heads, student_modules)
     crop_policy = _build(resolved, "masking.crop_policy", ctx) if plan.masks else None
     masker = _build(resolved, "masking.masker", ctx) if plan.masks else None
@@ -129,4 +151,22 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None)
                                  recipe.train.max_steps),
         context=ctx,
         frozen=frozen,
+        teacher_backbone=teacher_backbone,
+        teacher_heads=teacher_heads,
+        init_reports=reports,
     )
+
+
+def _frozen_teacher(resolved: ResolvedRecipe, ctx: BuildContext) -> tuple[Backbone | None, nn.ModuleDict | None]:
+    """``teacher.mode: frozen``: the teacher's backbone (``teacher.backbone``, else the student's
+    definition) and one head per student head (``teacher.heads.<name>``, else the student's definition),
+    built at the teacher's width; ``(None, None)`` for the EMA teacher."""
+    recipe = resolved.recipe
+    if recipe.teacher.mode != "frozen":
+        return None, None
+    backbone = _build(resolved, "teacher.backbone" if recipe.teacher.backbone is not None else "model.backbone", ctx)
+    ctx = replace(ctx, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size)
+    heads = nn.ModuleDict({
+        name: _build(resolved, f"teacher.heads.{name}" if name in recipe.teacher.heads else f"model.heads.{name}", ctx)
+        for name in recipe.model.heads})
+    return backbone, heads

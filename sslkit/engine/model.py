@@ -109,14 +109,24 @@ class Student(nn.Module):
 
 
 class Teacher(nn.Module):
-    """The EMA copy of the student's backbone and heads; never receives gradients, no drop-path."""
+    """The teacher's backbone and heads; never receives gradients, no drop-path.
 
-    def __init__(self, student: Student) -> None:
+    Either the EMA copy of the student (:meth:`ema_of`, updated after every step) or, for
+    distillation, a network of its own with pretrained weights (``frozen``: never updated).
+    """
+
+    def __init__(self, backbone: Backbone, heads: nn.ModuleDict, frozen: bool = False) -> None:
         super().__init__()
-        self.backbone = copy.deepcopy(student.backbone)
-        self.heads = copy.deepcopy(student.heads)
+        self.backbone = backbone
+        self.heads = heads
+        self.frozen = frozen
         self.requires_grad_(False)
         self.eval()
+
+    @classmethod
+    def ema_of(cls, student: Student) -> Teacher:
+        """The EMA teacher: a copy of the student's backbone and heads (not of its student-only modules)."""
+        return cls(copy.deepcopy(student.backbone), copy.deepcopy(student.heads))
 
     def train(self, mode: bool = True) -> Teacher:
         """The teacher always stays in evaluation mode (no drop-path, no dropout)."""

@@ -71,9 +71,9 @@ def _resolve(request: Output, masks: bool, num_layers: int) -> Output:
 class _Checker:
     """Collects the problems of every request of every loss, each under its recipe key."""
 
-    def __init__(self, backbone: Backbone, modules: Mapping[str, Mapping[str, nn.Module]], registry: Registry,
-                 locations: Mapping[str, str]) -> None:
-        self.backbone, self.modules, self.registry, self.locations = backbone, modules, registry, locations
+    def __init__(self, backbones: Mapping[str, Backbone], modules: Mapping[str, Mapping[str, nn.Module]],
+                 registry: Registry, locations: Mapping[str, str]) -> None:
+        self.backbones, self.modules, self.registry, self.locations = backbones, modules, registry, locations
         self.problems: list[Problem] = []
 
     def fail(self, loss: str, name: str, request: Output, message: str) -> None:
@@ -82,7 +82,7 @@ class _Checker:
                                      self.locations.get(key)))
 
     def check(self, loss: str, name: str, r: Output) -> None:
-        b = self.backbone
+        b = self.backbones.get(r.model, self.backbones["student"])
         kinds = self.registry.names("output")
         choices = {"model": (r.model, MODEL_SIDES), "crops": (r.crops, CROP_SETS), "masking": (r.masking, MASKINGS),
                    "positions": (r.positions, POSITIONS)}
@@ -102,6 +102,11 @@ class _Checker:
             self.fail(loss, name, r, f"backbone {type(b).__name__} cannot drop masked tokens")
         if r.positions != "all" and (r.crops != "global" or r.kind not in TOKEN_KINDS):
             self.fail(loss, name, r, "masked / visible positions exist for patch tokens of global crops only")
+        student = self.backbones["student"]
+        if (r.model != "student" and (r.positions != "all" or r.masking in ("replace", "drop"))
+                and b.patch_size != student.patch_size):
+            self.fail(loss, name, r, f"the masks are drawn on the student's patch grid (patch {student.patch_size}); "
+                      f"the {r.model}'s backbone has patch {b.patch_size}: masked positions do not correspond")
         if r.kind in TOKEN_KINDS and not b.supports_patch_tokens:
             self.fail(loss, name, r, f"backbone {type(b).__name__} has no patch tokens (CLS-only model)")
         if r.kind == "blocks":
@@ -133,12 +138,18 @@ class _Checker:
                           f"{', '.join(sorted(allowed)) or 'none'}")
 
 
-def build_plan(losses: Mapping[str, Loss], backbone: Backbone, heads: Mapping[str, nn.Module],
+def build_plan(losses: Mapping[str, Loss], backbones: Mapping[str, Backbone], heads: Mapping[str, nn.Module],
                student_modules: Mapping[str, nn.Module], registry: Registry, source: str = "recipe",
-               locations: Mapping[str, str] | None = None) -> StepPlan:
-    """Check every declared request (a :class:`RecipeError` lists them all) and merge them."""
-    modules = {"student": {**heads, **student_modules}, "teacher": dict(heads)}
-    checker = _Checker(backbone, modules, registry, locations or {})
+               locations: Mapping[str, str] | None = None, teacher_heads: Mapping[str, nn.Module] | None = None,
+               ) -> StepPlan:
+    """Check every declared request (a :class:`RecipeError` lists them all) and merge them.
+
+    ``backbones``: ``student`` and ``teacher`` (the teacher's defaults to the student's, as the EMA
+    teacher is its copy); ``teacher_heads``: a frozen teacher's own heads (default: copies of ``heads``)."""
+    backbones = {"teacher": backbones["student"], **backbones}
+    modules = {"student": {**heads, **student_modules}, "teacher": dict(teacher_heads if teacher_heads is not None
+                                                                           else heads)}
+    checker = _Checker(backbones, modules, registry, locations or {})
     for loss_name, loss in losses.items():
         for name, request in loss.inputs.items():
             checker.check(loss_name, name, request)
@@ -146,7 +157,7 @@ def build_plan(losses: Mapping[str, Loss], backbone: Backbone, heads: Mapping[st
         raise RecipeError(checker.problems, header=f"recipe {source}: the losses ask for outputs these models "
                           "cannot produce")
     masks = any(needs_masks(r) for loss in losses.values() for r in loss.inputs.values())
-    inputs = {loss_name: {name: _resolve(r, masks, backbone.num_layers) for name, r in loss.inputs.items()}
+    inputs = {loss_name: {name: _resolve(r, masks, backbones[r.model].num_layers) for name, r in loss.inputs.items()}
               for loss_name, loss in losses.items()}
     requests = tuple(dict.fromkeys(r for per_loss in inputs.values() for r in per_loss.values()))
     blocks: dict[PassKey, set[int]] = {}

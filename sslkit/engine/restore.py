@@ -19,11 +19,12 @@ def run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def load_backbone(path: Path, which: str = "teacher") -> tuple[Backbone, ResolvedRecipe, int]:
-    """The ``which`` (teacher or student) backbone of a checkpoint file or run directory,
+def load_backbone(path: Path, which: str = "auto") -> tuple[Backbone, ResolvedRecipe, int]:
+    """The ``which`` (teacher, student, or auto: the trained model, i.e. the EMA teacher, or the student
+    of a distillation run whose teacher is frozen) backbone of a checkpoint file or run directory,
     with the run's resolved recipe and the checkpoint's step."""
-    if which not in ("teacher", "student"):
-        raise SSLKitError(f"--which must be teacher or student, got {which!r}")
+    if which not in ("auto", "teacher", "student"):
+        raise SSLKitError(f"--which must be auto, teacher or student, got {which!r}")
     checkpoint = resolve_checkpoint(Path(path))
     recipe_path = run_dir_of(checkpoint) / RECIPE_FILE
     if not recipe_path.exists():
@@ -31,7 +32,11 @@ def load_backbone(path: Path, which: str = "teacher") -> tuple[Backbone, Resolve
     data = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
     resolved = load_resolved(data, str(recipe_path))
     payload = load_checkpoint(checkpoint)
-    spec = resolved.spec("model.backbone")
+    frozen = resolved.recipe.teacher.mode == "frozen"
+    if which == "auto":
+        which = "student" if frozen else "teacher"
+    own_teacher = frozen and which == "teacher" and resolved.recipe.teacher.backbone is not None
+    spec = resolved.spec("teacher.backbone" if own_teacher else "model.backbone")
     augmentation = resolved.recipe.data.augmentation
     ctx = BuildContext(seed=resolved.recipe.run.seed, global_crop_size=augmentation.get("global_crop_size"),
                        local_crop_size=augmentation.get("local_crop_size"))

@@ -102,7 +102,11 @@ class Trainer:
         self.parts: Components = build_components(resolved)
         self.student = Student(self.parts.backbone, self.parts.heads, self.parts.student_modules,
                                self.parts.losses).to(self.info.device)
-        self.teacher = Teacher(self.student).to(self.info.device)
+        if self.parts.teacher_backbone is not None and self.parts.teacher_heads is not None:  # teacher.mode: frozen
+            teacher = Teacher(self.parts.teacher_backbone, self.parts.teacher_heads, frozen=True)
+        else:
+            teacher = Teacher.ema_of(self.student)
+        self.teacher = teacher.to(self.info.device)
         param_dtype = DTYPES.get(self.precision.resolved) if self.strategy == "fsdp2" else None
         self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
         if self.strategy == "fsdp2":
@@ -125,6 +129,8 @@ class Trainer:
             announce(self.precision)
             if self.parts.frozen:
                 log.info("not trained (no loss of this recipe uses them): %s", ", ".join(self.parts.frozen))
+            for name, report in self.parts.init_reports.items():
+                report.save(output_dir / ("init_report.json" if name == "backbone" else f"{name}_init_report.json"))
             write_run_info(output_dir, {"precision": self.precision.as_dict(), **device_info(self.info.device),
                                         "strategy": self.strategy, "world_size": self.info.world_size,
                                         "cpu": cpu_info()})
@@ -134,6 +140,12 @@ class Trainer:
                                               schedule_values=self._schedule_values), resolved)
         self.evaluator = OnlineEvaluator(resolved, self.info)
         self._stop_signal: str | None = None
+
+    @property
+    def evaluated_backbone(self) -> torch.nn.Module:
+        """What kNN evaluates: the EMA teacher (DINO's practice), or the student when the teacher is a
+        frozen network being distilled from."""
+        return self.student.backbone if self.teacher.frozen else self.teacher.backbone
 
     # -- the step -------------------------------------------------------------------------
     def _schedule_values(self, step: int) -> dict[str, float]:
@@ -202,8 +214,9 @@ class Trainer:
             if self.strategy == "fsdp2":
                 reshard(self.teacher)
                 reshard(self.student)
-            ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
-            ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
+            if not self.teacher.frozen:
+                ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
+                ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
         for loss in self.parts.losses.values():
             loss.commit()  # the step is applied: the losses' pending state (centers) becomes theirs
         terms["total"] = total.detach().float()
@@ -255,7 +268,7 @@ class Trainer:
         try:
             self.monitor.start(start)
             if start == 0 and r.eval.at_start:
-                metrics = self.monitor.log_eval(0, self.evaluator.run(self.teacher.backbone, 0))
+                metrics = self.monitor.log_eval(0, self.evaluator.run(self.evaluated_backbone, 0))
             while step < r.train.max_steps:
                 self.monitor.begin_step(step)
                 with self.monitor.timer.phase("data_wait"):
@@ -267,7 +280,7 @@ class Trainer:
                 if terms is not None:
                     last_terms = self.monitor.after_step(step, terms, data_wait)
                 if self.evaluator.due(step):
-                    metrics = self.monitor.log_eval(step, self.evaluator.run(self.teacher.backbone, step))
+                    metrics = self.monitor.log_eval(step, self.evaluator.run(self.evaluated_backbone, step))
                 if step % r.train.checkpoint_every == 0 or step == r.train.max_steps:
                     self.state.save(step)
                 if self._stop_agreed and step < r.train.max_steps:  # agreed by every process in train_step
@@ -278,7 +291,7 @@ class Trainer:
                     log.warning("%s: checkpoint saved at step %d, exiting", cause, step)
                     return result(completed=False)
             if r.eval.at_end and self.evaluator.enabled and not self.evaluator.due(step):
-                metrics = self.monitor.log_eval(step, self.evaluator.run(self.teacher.backbone, step))
+                metrics = self.monitor.log_eval(step, self.evaluator.run(self.evaluated_backbone, step))
             self.monitor.finish(step, last_terms, metrics)
             return result(completed=True)
         finally:

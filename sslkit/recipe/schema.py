@@ -93,10 +93,26 @@ class OptimSection:
 
 @dataclass
 class TeacherSection:
-    """The EMA teacher (mean teacher, Tarvainen and Valpola 2017; DINO, Caron et al. 2021, section 3.1)."""
+    """The teacher: the EMA of the student (mean teacher, Tarvainen and Valpola 2017; DINO, Caron et al.
+    2021, section 3.1), or a frozen pretrained network to distil from (DINOv2, Oquab et al. 2023, section 5)."""
 
+    mode: Literal["ema", "frozen"] = param(
+        "ema", "ema: the exponential moving average of the student; frozen: a network of its own (teacher.backbone, "
+        "teacher.heads, weights from teacher.init_from), never updated (distillation).")
     momentum: float = param(0.992, "EMA momentum at the start (cosine schedule to momentum_end).", ge=0.0, le=1.0)
     momentum_end: float = param(1.0, "EMA momentum at the end of the run.", ge=0.0, le=1.0)
+    backbone: Component | None = param(
+        None, "mode frozen: the teacher's backbone plugin and parameters (null: the student's model.backbone); it may "
+        "be larger, of another width, patch size or family.")
+    heads: dict[str, Component] = param(
+        default_factory=dict, doc="mode frozen: the teacher's heads by name (each head of model.heads that is "
+        "not listed here is built from its student definition at the teacher's width).")
+    init_from: str | None = param(
+        None, "mode frozen: the teacher's weights: an sslkit run directory or checkpoint (its teacher's backbone and "
+        "heads), or any source model.backbone.init_from reads (backbone only).")
+    init_min_fraction: float = param(
+        0.9, "mode frozen: stop with an error when less than this fraction of the teacher's tensors (by count or by "
+        "elements) was loaded.", ge=0.0, le=1.0)
 
 
 @dataclass

@@ -68,6 +68,9 @@ def _component_entries(recipe: Recipe) -> list[tuple[str, str, dict[str, Any]]]:
     entries += [("head", f"model.heads.{n}", spec) for n, spec in recipe.model.heads.items()]
     entries += [("head", f"model.student_modules.{n}", spec) for n, spec in recipe.model.student_modules.items()]
     entries += [("loss", f"losses.{n}", spec) for n, spec in recipe.losses.items()]
+    if recipe.teacher.backbone is not None:
+        entries.append(("backbone", "teacher.backbone", recipe.teacher.backbone))
+    entries += [("head", f"teacher.heads.{n}", spec) for n, spec in recipe.teacher.heads.items()]
     for which in ("train_data", "test_data"):
         spec = getattr(recipe.eval, which)
         if spec is not None:
@@ -163,6 +166,7 @@ def resolve(data: dict[str, Any], locations: Locations, source: str,
             components[key] = checked
     if not recipe.losses:
         problems.append(Problem("losses", "at least one loss is required", locations.get("losses")))
+    problems.extend(_teacher_problems(recipe, locations))
     if problems:
         raise RecipeError(problems, header=f"invalid recipe {source}")
     plain = to_dict(recipe)
@@ -176,6 +180,23 @@ def resolve(data: dict[str, Any], locations: Locations, source: str,
         entry.update({name: spec_data for name, spec_data in _entry(recipe, key).items() if name in spec.schedules})
         _set_dotted(plain, key, entry)
     return ResolvedRecipe(recipe, components, plain, source, locations)
+
+
+def _teacher_problems(recipe: Recipe, locations: Locations) -> list[Problem]:
+    """A frozen teacher needs weights; the EMA teacher takes no network of its own."""
+    t = recipe.teacher
+    if t.mode == "frozen":
+        if t.init_from is None:
+            return [Problem("teacher.init_from", "required with teacher.mode: frozen (the weights to distil from: an "
+                            "sslkit run directory, a checkpoint or an exported backbone)", locations.get("teacher"))]
+        unknown = sorted(set(t.heads) - set(recipe.model.heads))
+        return [Problem(f"teacher.heads.{n}", f"no head {n!r} in model.heads to pair it with; model.heads: "
+                        f"{', '.join(recipe.model.heads) or 'none'}", locations.get(f"teacher.heads.{n}"))
+                for n in unknown]
+    own = [key for key, value in (("backbone", t.backbone), ("heads", t.heads), ("init_from", t.init_from))
+           if value]
+    return [Problem(f"teacher.{key}", "only with teacher.mode: frozen (the EMA teacher is a copy of the student)",
+                    locations.get(f"teacher.{key}")) for key in own]
 
 
 def _entry(recipe: Recipe, dotted: str) -> dict[str, Any]:
