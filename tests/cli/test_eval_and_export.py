@@ -89,3 +89,39 @@ def test_export_writes_timm_loadable_weights(run_dir, tmp_path, capsys) -> None:
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x.safetensors")]) == 1
     assert "no checkpoint in" in capsys.readouterr().err
+
+
+def test_export_formats_load_where_users_go_and_back_into_sslkit(run_dir, tmp_path, capsys) -> None:
+    """`--format transformers` (AutoModel), `--format torchscript` (torch.export program) and the timm
+    default give the run's backbone outputs; init_from of each export gives them exactly."""
+    from sslkit.weights import initialise
+
+    transformers = pytest.importorskip("transformers")
+    ours, resolved, _ = load_backbone(run_dir, "teacher")
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = ours(images)
+    hf = tmp_path / "hf"
+    assert main(["export", "--checkpoint", str(run_dir), "--format", "transformers", "--out", str(hf)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["architecture"] == "Dinov2Model"
+    model = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        out = model(pixel_values=images)
+    torch.testing.assert_close(out.pooler_output, expected.cls, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.last_hidden_state[:, 1:], expected.patches, atol=1e-5, rtol=1e-5)
+
+    program_file = tmp_path / "backbone.pt2"
+    assert main(["export", "--checkpoint", str(run_dir), "--format", "torchscript", "--out", str(program_file)]) == 0
+    with torch.no_grad():
+        cls, patches = torch.export.load(str(program_file)).module()(images)
+    torch.testing.assert_close(cls, expected.cls, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(patches, expected.patches, atol=1e-6, rtol=1e-6)
+
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "b.safetensors")]) == 0
+    spec = resolved.spec("model.backbone")
+    for source in (tmp_path / "hf", tmp_path / "b.safetensors", run_dir):
+        fresh = spec.component.factory(spec.params, None).eval()
+        initialise(fresh, source, min_fraction=1.0 if source != tmp_path / "b.safetensors" else 0.9, log=None)
+        with torch.no_grad():
+            got = fresh(images)
+        assert torch.equal(got.cls, expected.cls) and torch.equal(got.patches, expected.patches), source
