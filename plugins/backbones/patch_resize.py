@@ -23,4 +23,5 @@ def resize_patch_kernel(weight: Tensor, size: tuple[int, int]) -> Tensor:
     resize_t = F.interpolate(basis, size=size, mode="bilinear", align_corners=False).reshape(h0 * w0, -1)  # B^T
     flat = weight.detach().to(torch.float64).reshape(out_ch * in_ch, h0 * w0)
     resized = flat @ torch.linalg.pinv(resize_t).T  # each row: pinv(B^T) w
-    return resized.reshape(out_ch, in_ch, *size).to(weight.dtype)
+    out: Tensor = resized.reshape(out_ch, in_ch, *size).to(weight.dtype)
+    return out

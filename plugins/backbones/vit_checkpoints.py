@@ -87,7 +87,7 @@ def convert_weights(
             reshaped["pos_embed"] = note
     kernel = state.get("patch_embed.proj.weight")
     if kernel is not None and kernel.ndim == 4 and kernel.shape[:2] == vit.patch_embed.proj.weight.shape[:2]:
-        size = (vit.patch_size, vit.patch_size)
+        size = (vit.params.patch_size, vit.params.patch_size)
         if tuple(kernel.shape[-2:]) != size:
             state["patch_embed.proj.weight"] = resize_patch_kernel(kernel, size)
             reshaped["patch_embed.proj.weight"] = (
