@@ -3,12 +3,13 @@ protocol, as the engine's producers see it) and tiny models."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from sslkit.components import BuildContext, StepContext
+from sslkit.components import BuildContext, Loss, StepContext
 from sslkit.outputs import Output, StepInputs
 from sslkit.registry import get_registry
 from sslkit.step_data import BackboneOutput, Crops
@@ -74,8 +75,24 @@ def produce(request: Output, view: PassView) -> Tensor:
     return value
 
 
-def step_inputs(declared: Mapping[str, Output], views: Mapping[str, PassView]) -> StepInputs:
-    return StepInputs({name: produce(r, views[r.model]) for name, r in declared.items()})
+def resolve(request: Output, num_layers: int) -> Output:
+    """A request as the engine's plan hands it to producers (documented in :class:`sslkit.outputs.Output`):
+    ``default`` masking made concrete (``replace`` for the student's global crops of a masking step,
+    ``none`` otherwise) and negative block indices counted from the end, sorted."""
+    masking = request.masking
+    if masking == "default":
+        masking = "replace" if request.model == "student" else "none"
+    blocks = tuple(sorted(b % num_layers for b in request.blocks))
+    return dataclasses.replace(request, masking=masking, blocks=blocks)
+
+
+def step_inputs(loss: Loss, views: Mapping[str, PassView]) -> StepInputs:
+    """The loss's inputs from its resolved requests, each from its side's view."""
+    values = {}
+    for name, request in loss.inputs.items():
+        view = views[request.model]
+        values[name] = produce(resolve(request, view.module(request.model, "backbone").num_layers), view)
+    return StepInputs(values)
 
 
 def context(logging_step: bool = True) -> StepContext:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import EMBED, PATCH, PassView, produce, random_masks, tiny_vit
+from sslkit_latent_mim.targets import latent_targets
+
 from sslkit.outputs import Output
 from sslkit.testing import TinyPatchBackbone
-from sslkit_latent_mim.targets import latent_targets
 
 
 def direct_targets(blocks: list[torch.Tensor], block_norm: str, target_norm: str) -> torch.Tensor:
