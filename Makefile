@@ -6,12 +6,14 @@ STAMP := $(VENV)/.sslkit-installed
 
 .PHONY: quickstart test lint docs bench gpu-check gpu-wheels clean
 
-$(STAMP): pyproject.toml docs/examples/sslkit-gram/pyproject.toml docs/examples/sslkit-byol/pyproject.toml
+$(STAMP): pyproject.toml docs/examples/sslkit-gram/pyproject.toml docs/examples/sslkit-byol/pyproject.toml \
+		docs/examples/sslkit-latent-mim/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e ".[dev,hf]"
 	$(PY) -m pip install -q --no-build-isolation -e docs/examples/sslkit-gram
 	$(PY) -m pip install -q --no-build-isolation -e docs/examples/sslkit-byol
+	$(PY) -m pip install -q --no-build-isolation -e docs/examples/sslkit-latent-mim
 	touch $(STAMP)
 
 quickstart: $(STAMP)
@@ -23,6 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q docs/examples/sslkit-gram/tests
 	$(PY) -m pytest -q docs/examples/sslkit-byol/tests
+	$(PY) -m pytest -q docs/examples/sslkit-latent-mim/tests
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 
 lint: $(STAMP)
