@@ -9,6 +9,7 @@ non-finite loss handling, preemption signals, logging, progress and evaluation.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -30,6 +31,8 @@ from sslkit.engine.model import Student, Teacher
 from sslkit.engine.monitor import MonitorView, RunMonitor
 from sslkit.engine.optimizer import apply_schedules, build_optimizer, check_first_step_gradients, check_groups
 from sslkit.engine.precision import DTYPES, announce, autocast, check_precision, grad_scaler, resolve_precision
+from sslkit.engine.previous_stage import REPORT_FILE as STAGE_REPORT
+from sslkit.engine.previous_stage import continue_from
 from sslkit.engine.run_dir import write_run_info
 from sslkit.engine.run_state import RunState
 from sslkit.engine.schedules import Schedules, peak_lr
@@ -106,6 +109,7 @@ class Trainer:
             teacher = Teacher(self.parts.teacher_backbone, self.parts.teacher_heads, frozen=True)
         else:
             teacher = Teacher.ema_of(self.student)
+        self.stage_report = continue_from(self.student, teacher, r.init_from) if r.init_from is not None else None
         self.teacher = teacher.to(self.info.device)
         param_dtype = DTYPES.get(self.precision.resolved) if self.strategy == "fsdp2" else None
         self.model = wrap_student(self.student, self.strategy, self.info, param_dtype)
@@ -129,6 +133,9 @@ class Trainer:
             announce(self.precision)
             if self.parts.frozen:
                 log.info("not trained (no loss of this recipe uses them): %s", ", ".join(self.parts.frozen))
+            if self.stage_report is not None:
+                (output_dir / STAGE_REPORT).write_text(json.dumps(self.stage_report, indent=2) + "\n", encoding="utf-8")
+                log.info("continuing from %s (step %d)", self.stage_report["checkpoint"], self.stage_report["step"])
             for name, report in self.parts.init_reports.items():
                 report.save(output_dir / ("init_report.json" if name == "backbone" else f"{name}_init_report.json"))
             write_run_info(output_dir, {"precision": self.precision.as_dict(), **device_info(self.info.device),

@@ -162,6 +162,16 @@ class MonitorSection:
 
 
 @dataclass
+class StageSection:
+    """One stage of a multi-stage recipe (``sslkit train`` runs the stages in order)."""
+
+    name: str = param(doc="The stage's name: its run directory is <output-dir>/<name>.")
+    changes: dict[str, Any] = param(
+        default_factory=dict, doc="Recipe keys this stage changes (nested, merged like a recipe layer); a stage "
+        "after the first continues from the previous stage (init_from) unless it sets init_from itself.")
+
+
+@dataclass
 class Recipe:
     """A whole training recipe."""
 
@@ -176,3 +186,11 @@ class Recipe:
     train: TrainSection = param(default_factory=TrainSection, doc="Run length and checkpoints.")
     eval: EvalSection = param(default_factory=EvalSection, doc="Evaluation.")
     monitor: MonitorSection = param(default_factory=MonitorSection, doc="Monitoring.")
+    init_from: str | None = param(
+        None, "Continue from a previous stage: an sslkit run directory or checkpoint whose student and teacher "
+        "(backbones, heads, student-only modules) and losses' state this run starts from, position embeddings "
+        "resampled to this recipe's crops; the optimizer and the schedules start afresh (report: "
+        "stage_init_report.json). A checkpoint of this run's own directory (resuming) takes precedence.")
+    stages: list[StageSection] = param(
+        default_factory=list, doc="Several stages in one file, run in order by sslkit train (e.g. pretraining "
+        "then high-resolution adaptation); empty: one stage, the recipe itself.")
