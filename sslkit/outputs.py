@@ -56,8 +56,10 @@ class Output:
       ``visible`` patches ``[M, D]`` (``masks.nonzero()`` order).
     - ``heads``: names of heads (``model.heads``) or student-only modules (``model.student_modules``)
       applied in order to the produced tensor.
-    - ``blocks``: for kind ``blocks``, the block indices (negative: from the end) whose patch outputs
-      are averaged.
+    - ``blocks``: the block indices (negative: from the end) whose patch outputs the pass returns: for
+      kind ``blocks`` their mean; a plugin's producer reads them in ``BackboneOutput.blocks``.
+    - ``modules``: heads or student-only modules a plugin's producer reads itself through
+      ``view.module`` (so that the plan checks they exist and keeps them trainable).
     - ``options``: extra ``(key, value)`` pairs for a plugin's producer.
     """
 
@@ -68,6 +70,7 @@ class Output:
     positions: Positions = "all"
     heads: tuple[str, ...] = ()
     blocks: tuple[int, ...] = ()
+    modules: tuple[str, ...] = ()
     options: tuple[tuple[str, Any], ...] = ()
 
     def option(self, key: str, default: Any = None) -> Any:

@@ -18,6 +18,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     if len(pairs) != len(t_params):
         missing = sorted(set(t_params) - {n for n, _ in student.named_parameters()})
         raise RuntimeError(f"teacher and student differ: {missing[:5]}")
+    if not pairs:  # e.g. a recipe without heads
+        return
     teachers = [_local(t) for t, _ in pairs]
     students = [_local(s) for _, s in pairs]
     torch._foreach_lerp_(teachers, students, 1.0 - momentum)

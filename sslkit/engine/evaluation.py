@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from sslkit.components import BuildContext
+from sslkit.components import BuildContext, ImageDataset
 from sslkit.data.eval_loader import build_eval_loader
 from sslkit.data.subset import StridedSubset
 from sslkit.engine.strategy import ProcessInfo
@@ -38,22 +38,25 @@ def check_labelled(dataset: object, role: str) -> None:
 
 
 class OnlineEvaluator:
-    """Runs kNN with the teacher backbone every ``eval.every`` steps and at the end."""
+    """Runs kNN with the evaluated backbone (the EMA teacher, or the student of a distillation run) every
+    ``eval.every`` steps and at the end."""
 
     def __init__(self, resolved: ResolvedRecipe, info: ProcessInfo) -> None:
         self.config = resolved.recipe.eval
         self.info = info
         self.enabled = self.config.train_data is not None and self.config.test_data is not None
-        self._datasets = None
+        self._datasets: tuple[ImageDataset, ImageDataset] | None = None
         self._resolved = resolved
         self.image_size, self.mean, self.std = eval_geometry(resolved)
 
     def due(self, step: int) -> bool:
         return self.enabled and self.config.every > 0 and step % self.config.every == 0
 
-    def _build(self) -> tuple[object, object]:
+    def _build(self) -> tuple[ImageDataset, ImageDataset]:
         if self._datasets is None:
             specs = [self._resolved.spec(f"eval.{which}") for which in ("train_data", "test_data")]
+            train_set: ImageDataset
+            test_set: ImageDataset
             train_set, test_set = (spec.component.factory(spec.params, BuildContext()) for spec in specs)
             check_labelled(train_set, "eval.train_data")
             check_labelled(test_set, "eval.test_data")
@@ -72,7 +75,8 @@ class OnlineEvaluator:
             loader = build_eval_loader(dataset, image_size=self.image_size, batch_size=self.config.batch_size,
                                        num_workers=0, mean=self.mean, std=self.std,
                                        crop_fraction=self.config.crop_fraction)
-            features.append(extract_features(backbone, loader, device=self.info.device))
+            features.append(extract_features(backbone, loader, device=self.info.device,
+                                             with_patch_mean=self.config.with_patch_mean))
         (train_x, train_y), (test_x, test_y) = features
         result = knn_classify(train_x, train_y, test_x, test_y, ks=(self.config.k,),
                               temperature=self.config.temperature)[self.config.k]

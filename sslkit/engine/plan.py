@@ -23,6 +23,8 @@ from sslkit.registry import Registry
 TOKEN_KINDS = ("patches", "blocks")
 #: kinds that read no model
 STEP_KINDS = ("images", "masks", "masked_crops")
+#: the built-in kinds (plugins' kinds may use ``positions`` and ``blocks`` as their producers define)
+BUILTIN_KINDS = ("cls", "patches", "registers", "blocks", "backbone", *STEP_KINDS)
 
 PassKey = tuple[str, str, str]  # (model, "global" | "local", "none" | "replace" | "drop")
 
@@ -62,7 +64,9 @@ def needs_masks(request: Output) -> bool:
 def _resolve(request: Output, masks: bool, num_layers: int) -> Output:
     """``default`` masking made concrete; negative block indices counted from the end, sorted."""
     masking = request.masking
-    if masking == "default":
+    if request.kind in STEP_KINDS or request.kind == "backbone":
+        masking = "none"  # reads no backbone pass
+    elif masking == "default":
         masking = "replace" if masks and request.model == "student" and request.crops != "local" else "none"
     blocks = tuple(sorted({b % num_layers if num_layers else b for b in request.blocks}))
     return dataclasses.replace(request, masking=masking, blocks=blocks)
@@ -100,7 +104,8 @@ class _Checker:
             self.fail(loss, name, r, f"backbone {type(b).__name__} cannot take masks; use a ViT backbone")
         if r.masking == "drop" and not b.supports_token_dropping:
             self.fail(loss, name, r, f"backbone {type(b).__name__} cannot drop masked tokens")
-        if r.positions != "all" and (r.crops != "global" or r.kind not in TOKEN_KINDS):
+        builtin = r.kind in BUILTIN_KINDS
+        if r.positions != "all" and (r.crops != "global" or (builtin and r.kind not in TOKEN_KINDS)):
             self.fail(loss, name, r, "masked / visible positions exist for patch tokens of global crops only")
         student = self.backbones["student"]
         if (r.model != "student" and (r.positions != "all" or r.masking in ("replace", "drop"))
@@ -109,19 +114,17 @@ class _Checker:
                       f"the {r.model}'s backbone has patch {b.patch_size}: masked positions do not correspond")
         if r.kind in TOKEN_KINDS and not b.supports_patch_tokens:
             self.fail(loss, name, r, f"backbone {type(b).__name__} has no patch tokens (CLS-only model)")
-        if r.kind == "blocks":
-            if not r.blocks:
-                self.fail(loss, name, r, "kind 'blocks' needs block indices, e.g. blocks=(-4, -3, -2, -1)")
-            elif not b.supports_block_outputs:
-                self.fail(loss, name, r, f"backbone {type(b).__name__} cannot return intermediate blocks")
-            elif any(not -b.num_layers <= i < b.num_layers for i in r.blocks):
-                self.fail(loss, name, r, f"block indices {list(r.blocks)} outside the backbone's "
-                          f"{b.num_layers} blocks")
-        elif r.blocks:
-            self.fail(loss, name, r, "blocks=... only applies to kind 'blocks'")
+        if r.kind == "blocks" and not r.blocks:
+            self.fail(loss, name, r, "kind 'blocks' needs block indices, e.g. blocks=(-4, -3, -2, -1)")
+        elif r.blocks and builtin and r.kind != "blocks":
+            self.fail(loss, name, r, "blocks=... applies to kind 'blocks' and to plugins' kinds only")
+        elif r.blocks and not b.supports_block_outputs:
+            self.fail(loss, name, r, f"backbone {type(b).__name__} cannot return intermediate blocks")
+        elif any(not -b.num_layers <= i < b.num_layers for i in r.blocks):
+            self.fail(loss, name, r, f"block indices {list(r.blocks)} outside the backbone's {b.num_layers} blocks")
         if r.kind == "images" and r.crops == "all":
             self.fail(loss, name, r, "global and local crops differ in size: request them separately")
-        for head in r.heads:
+        for head in (*r.heads, *r.modules):
             available = self.modules[r.model]
             if head not in available:
                 only_student = r.model == "teacher" and head in self.modules["student"]
@@ -169,7 +172,8 @@ def build_plan(losses: Mapping[str, Loss], backbones: Mapping[str, Backbone], he
         if r.crops in ("local", "all"):
             blocks.setdefault((r.model, "local", "none"), set()).update(r.blocks)
     used: dict[str, tuple[str, ...]] = {
-        side: tuple(dict.fromkeys(h for r in requests if r.model == side for h in r.heads)) for side in MODEL_SIDES}
+        side: tuple(dict.fromkeys(h for r in requests if r.model == side for h in (*r.heads, *r.modules)))
+        for side in MODEL_SIDES}
     return StepPlan(inputs=inputs, requests=requests, blocks={k: tuple(sorted(v)) for k, v in blocks.items()},
                     masks=masks, modules=used)
 

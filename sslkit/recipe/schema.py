@@ -149,6 +149,9 @@ class EvalSection:
                                  "(0.875 is the ImageNet convention; 1.0 for images already at the size).",
                                  gt=0.0, le=1.0)
     batch_size: int = param(256, "Feature-extraction batch size.", ge=1)
+    with_patch_mean: bool = param(
+        False, "Evaluate [CLS, mean of the patch tokens] instead of the CLS token alone (the feature masked-prediction "
+        "methods such as I-JEPA and data2vec 2.0 evaluate).")
 
 
 @dataclass
