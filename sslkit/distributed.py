@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 
 def is_distributed() -> bool:
@@ -55,13 +56,13 @@ def all_reduce_mean(tensor: Tensor) -> Tensor:
 
 class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: FunctionCtx, tensor: Tensor) -> Tensor:
         parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, tensor.contiguous())
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         n = grad.shape[0] // dist.get_world_size()
@@ -78,7 +79,8 @@ def all_gather(tensor: Tensor, with_grad: bool = False) -> Tensor:
     if not is_distributed():
         return tensor
     if with_grad:
-        return _GatherWithGrad.apply(tensor)
+        gathered: Tensor = _GatherWithGrad.apply(tensor)  # Function.apply is typed as returning Any
+        return gathered
     parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)

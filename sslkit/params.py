@@ -9,14 +9,18 @@ instead of stopping at the first.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
 from sslkit.errors import Problem, suggest
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 Locate = Callable[[str], str | None]
 
 _MISSING = dataclasses.MISSING
@@ -43,7 +47,7 @@ def param(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def field_doc(f: dataclasses.Field) -> str:
+def field_doc(f: dataclasses.Field[Any]) -> str:
     """The documentation string of a schema field ('' when undocumented)."""
     return str(f.metadata.get("doc", ""))
 
@@ -131,7 +135,7 @@ def _coerce(value: Any, tp: Any, key: str, locate: Locate, problems: list[Proble
             return fail("a mapping")
         _, val_tp = get_args(tp) or (str, Any)
         return {k: _coerce(v, val_tp, f"{key}.{k}", locate, problems) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             return fail("a mapping")
         return validate(tp, value, prefix=key, locate=locate, problems=problems)
@@ -140,16 +144,44 @@ def _coerce(value: Any, tp: Any, key: str, locate: Locate, problems: list[Proble
     return fail(type_name(tp))
 
 
-def _check_bounds(value: Any, f: dataclasses.Field, key: str, locate: Locate, problems: list[Problem]) -> None:
+_BOUNDS: tuple[tuple[str, Callable[[float, float], bool], str], ...] = (
+    ("ge", operator.ge, ">="), ("gt", operator.gt, ">"), ("le", operator.le, "<="), ("lt", operator.lt, "<"))
+
+
+def _check_bounds(
+    value: Any, f: dataclasses.Field[Any], key: str, locate: Locate, problems: list[Problem]
+) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
     md = f.metadata
-    checks = [("ge", lambda b: value >= b, ">="), ("gt", lambda b: value > b, ">"),
-              ("le", lambda b: value <= b, "<="), ("lt", lambda b: value < b, "<")]
-    for name, ok, sym in checks:
+    for name, ok, sym in _BOUNDS:
         bound = md.get(name)
-        if bound is not None and not ok(bound):
+        if bound is not None and not ok(value, bound):
             problems.append(Problem(key, f"must be {sym} {bound}, got {value!r}", locate(key)))
+
+
+@overload
+def validate(
+    schema: type[T],
+    values: Mapping[str, Any] | None,
+    *,
+    prefix: str = "",
+    locate: Locate | None = None,
+    problems: None = None,
+    reserved: tuple[str, ...] = (),
+) -> T: ...
+
+
+@overload
+def validate(
+    schema: type[T],
+    values: Mapping[str, Any] | None,
+    *,
+    prefix: str = "",
+    locate: Locate | None = None,
+    problems: list[Problem],
+    reserved: tuple[str, ...] = (),
+) -> T | None: ...
 
 
 def validate(
@@ -160,13 +192,14 @@ def validate(
     locate: Locate | None = None,
     problems: list[Problem] | None = None,
     reserved: tuple[str, ...] = (),
-) -> T:
+) -> T | None:
     """Build ``schema`` from ``values``; raise :class:`sslkit.errors.RecipeError` on problems.
 
     When ``problems`` is given, problems are appended to it instead of raised (the caller
-    collects them across a whole recipe). ``reserved`` names keys that the caller handles itself
-    and removed from ``values`` (e.g. ``name`` and ``weight`` of a loss entry): they are listed,
-    and suggested, as allowed keys in the message about an unknown key.
+    collects them across a whole recipe) and the result is ``None`` if any were found.
+    ``reserved`` names keys that the caller handles itself and removed from ``values`` (e.g.
+    ``name`` and ``weight`` of a loss entry): they are listed, and suggested, as allowed keys in
+    the message about an unknown key.
     """
     from sslkit.errors import RecipeError
 
@@ -198,20 +231,20 @@ def validate(
     if len(problems) > start:
         if own:
             raise RecipeError(problems)
-        return None  # type: ignore[return-value]
+        return None
     return schema(**kwargs)
 
 
-def to_dict(instance: Any) -> dict[str, Any]:
+def to_dict(instance: DataclassInstance) -> dict[str, Any]:
     """A schema instance as plain data (tuples become lists), suitable for YAML."""
 
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    def plain(v: object) -> object:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return to_dict(v)
         if isinstance(v, list | tuple):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(instance)
+    return {f.name: plain(getattr(instance, f.name)) for f in dataclasses.fields(instance)}

@@ -13,13 +13,17 @@ import os
 import sys
 import typing
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sslkit.params import field_doc, type_name
 from sslkit.recipe.schema import Recipe
 from sslkit.registry import KINDS, Registry, get_registry
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-def _default(f: dataclasses.Field) -> str:
+
+def _default(f: dataclasses.Field[Any]) -> str:
     if f.default is not dataclasses.MISSING:
         value = f.default
     elif f.default_factory is not dataclasses.MISSING:
@@ -31,13 +35,13 @@ def _default(f: dataclasses.Field) -> str:
     return f"`{value!r}`" if not isinstance(value, dict) or len(repr(value)) < 60 else "(mapping)"
 
 
-def _bounds(f: dataclasses.Field) -> str:
+def _bounds(f: dataclasses.Field[Any]) -> str:
     parts = [f"{sym} {f.metadata[k]}" for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
              if f.metadata.get(k) is not None]
     return ", ".join(parts)
 
 
-def schema_table(schema: type, prefix: str = "") -> list[str]:
+def schema_table(schema: type[DataclassInstance], prefix: str = "") -> list[str]:
     """A markdown table of a schema's fields: key, type, default, documentation."""
     hints = typing.get_type_hints(schema)
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
@@ -55,7 +59,7 @@ def undocumented(registry: Registry | None = None) -> list[str]:
     """Parameters (core and plugin) without documentation, as ``kind name.param``."""
     registry = registry or get_registry()
     missing = []
-    schemas: list[tuple[str, type]] = [("recipe", Recipe)]
+    schemas: list[tuple[str, type[DataclassInstance]]] = [("recipe", Recipe)]
     hints = typing.get_type_hints(Recipe)
     schemas += [(f"recipe {f.name}", hints[f.name]) for f in dataclasses.fields(Recipe)
                 if dataclasses.is_dataclass(hints[f.name])]
@@ -77,7 +81,7 @@ def render_recipe_reference(registry: Registry | None = None) -> str:
     for f in dataclasses.fields(Recipe):
         lines += [f"## `{f.name}`", "", field_doc(f), ""]
         section = hints[f.name]
-        if dataclasses.is_dataclass(section):
+        if isinstance(section, type) and dataclasses.is_dataclass(section):
             if section.__doc__:
                 lines += [section.__doc__.strip(), ""]
             lines += [*schema_table(section, f"{f.name}."), ""]

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -31,6 +31,9 @@ from sslkit import hookspecs
 from sslkit.components import BuildContext
 from sslkit.errors import PluginError, SSLKitError, suggest
 from sslkit.params import validate
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ENTRY_POINT_GROUP = "sslkit"
 BUILTIN_DISTRIBUTION = "sslkit"
@@ -56,7 +59,7 @@ class Component:
     kind: str
     name: str
     factory: Callable[..., Any]
-    params: type
+    params: type[DataclassInstance]
     provider: Provider
     summary: str
 
@@ -89,7 +92,8 @@ class Registry:
         pending: list[Component] = []
 
         def make_register(kind: str) -> Callable[..., None]:
-            def register(name: str, factory: Callable[..., Any], params: type, summary: str | None = None) -> None:
+            def register(name: str, factory: Callable[..., Any], params: type[DataclassInstance],
+                         summary: str | None = None) -> None:
                 if not isinstance(name, str) or not name.isidentifier():
                     raise PluginError(f"{provider}: {kind} name {name!r} must be an identifier")
                 doc = summary or (factory.__doc__ or "").strip().splitlines()[0:1]

@@ -9,6 +9,7 @@ process, which is what makes augmentation identical for any number of workers or
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
@@ -17,12 +18,13 @@ _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """The splitmix64 finaliser: a bijective avalanche mix of uint64 values (wrapping arithmetic)."""
     x = x + _GOLDEN
     x = (x ^ (x >> np.uint64(30))) * _MUL1
     x = (x ^ (x >> np.uint64(27))) * _MUL2
-    return x ^ (x >> np.uint64(31))
+    mixed: npt.NDArray[np.uint64] = x ^ (x >> np.uint64(31))  # numpy types uint64 ^ uint64 as ndarray[Any, Any]
+    return mixed
 
 
 def uniforms(sample_seeds: Tensor | list[int], n_crops: int, n_slots: int) -> Tensor:

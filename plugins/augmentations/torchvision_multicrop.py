@@ -75,7 +75,7 @@ class TorchvisionMultiCrop:
                 x = _OPERATIONS[op](x, float(params.jitter_factors[c, 0, op]))
         if params.grayscale[c, 0]:
             x = TF.rgb_to_grayscale(x, num_output_channels=3)
-        pixels = TF.pil_to_tensor(x)
+        pixels: Tensor = TF.pil_to_tensor(x)  # torchvision is untyped
         if params.blur[c, 0]:
             kernel = blur_kernel_size(size, self.params.blur_kernel_fraction)
             sigma = float(params.blur_sigma[c, 0])

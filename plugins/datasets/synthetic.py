@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from sslkit.components import BuildContext
 from sslkit.params import param
 
-Array = np.ndarray
+Array = npt.NDArray[np.floating[Any]]  # float32 or float64: numpy promotes by the operands' dtypes
 
 
 def _rect(u: Array, v: Array, half_u: float, half_v: float) -> Array:
@@ -49,7 +51,8 @@ def _square(u: Array, v: Array, r: float, rng: np.random.Generator) -> Array:
 def _triangle(u: Array, v: Array, r: float, rng: np.random.Generator) -> Array:
     angles = np.array([np.pi / 2, np.pi * 7 / 6, np.pi * 11 / 6], dtype=np.float32)
     projections = u[..., None] * np.cos(angles) + v[..., None] * np.sin(angles)
-    return (0.55 * r - projections).min(axis=-1)
+    distance: Array = (0.55 * r - projections).min(axis=-1)
+    return distance
 
 
 def _cross(u: Array, v: Array, r: float, rng: np.random.Generator) -> Array:
@@ -71,21 +74,26 @@ def _textured(pattern: Callable[[Array, Array, float], Array]) -> Callable[..., 
 
 
 def _stripes(u: Array, v: Array, period: float) -> Array:
-    return np.sin(2 * np.pi * u / period) * period / (2 * np.pi)
+    wave: Array = np.sin(2 * np.pi * u / period)
+    return wave * period / (2 * np.pi)
 
 
 def _checker(u: Array, v: Array, period: float) -> Array:
-    return np.sin(2 * np.pi * u / period) * np.sin(2 * np.pi * v / period) * period / 2
+    wave_u: Array = np.sin(2 * np.pi * u / period)
+    wave_v: Array = np.sin(2 * np.pi * v / period)
+    return wave_u * wave_v * period / 2
 
 
 def _dots(u: Array, v: Array, period: float) -> Array:
     du = (u / period + 0.5) % 1 - 0.5
     dv = (v / period + 0.5) % 1 - 0.5
-    return (0.3 - np.hypot(du, dv)) * period
+    to_centre: Array = np.hypot(du, dv)
+    return (0.3 - to_centre) * period
 
 
 def _rings(u: Array, v: Array, period: float) -> Array:
-    return np.sin(2 * np.pi * np.hypot(u, v) / period) * period / (2 * np.pi)
+    wave: Array = np.sin(2 * np.pi * np.hypot(u, v) / period)
+    return wave * period / (2 * np.pi)
 
 
 SHAPES: dict[str, Callable[..., Array]] = {
@@ -133,7 +141,7 @@ class SyntheticDataset:
         label = index % self.params.num_classes
         return Image.fromarray(self.render(index, label)), label
 
-    def render(self, index: int, label: int) -> Array:
+    def render(self, index: int, label: int) -> npt.NDArray[np.uint8]:
         """The uint8 ``[S, S, 3]`` pixels of image ``index`` of class ``label``."""
         rng = np.random.default_rng([self.params.seed, index])
         s = self.params.image_size
@@ -142,7 +150,7 @@ class SyntheticDataset:
         direction = rng.normal(size=2)
         direction /= np.linalg.norm(direction) + 1e-12
         ramp = np.clip(((x - s / 2) * direction[0] + (y - s / 2) * direction[1]) / s + 0.5, 0, 1)[..., None]
-        image = start + ramp * (end - start)
+        image: Array = start + ramp * (end - start)
         radius = float(rng.uniform(0.28, 0.42) * s)
         cx, cy = (float(c) for c in rng.uniform(0.8 * radius, s - 0.8 * radius, 2))
         angle = rng.uniform(0, 2 * np.pi)
@@ -159,7 +167,7 @@ class SyntheticDataset:
 def _tone(rng: np.random.Generator) -> Array:
     """A random grey level with a weak random tint (15% of a random colour's chroma)."""
     colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
-    return colour.mean() + 0.15 * (colour - colour.mean())
+    return np.mean(colour) + 0.15 * (colour - np.mean(colour))
 
 
 def _paint(image: Array, distance: Array, colour: Array) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sslkit.errors import Problem, RecipeError, SSLKitError
+from sslkit.eval.linear import DEFAULT_LRS
 from sslkit.params import param, validate
 from sslkit.recipe import ResolvedRecipe
 from sslkit.recipe.compose import load_layers, merge
@@ -37,7 +38,6 @@ from sslkit.registry import Registry
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 #: Recipe keys the ablation sets itself for every run.
 OWNED_KEYS = ("run.seed", "run.name")
-DEFAULT_LINEAR_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 OverrideSet = dict[str, Any] | list[str] | None
 
@@ -58,7 +58,7 @@ class AblationEval:
     )
     linear_epochs: int = param(30, "Linear-probe training epochs.", ge=1)
     linear_lrs: tuple[float, ...] = param(
-        DEFAULT_LINEAR_LRS,
+        DEFAULT_LRS,
         "Linear-probe learning-rate sweep; the best on a held-out 10% of the training features is reported.",
     )
     patch_mean: bool = param(False, "Linear-probe features: the CLS token concatenated with the mean patch token.")

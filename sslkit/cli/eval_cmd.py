@@ -80,11 +80,10 @@ def run_knn(args: argparse.Namespace) -> int:
 
 
 def run_linear(args: argparse.Namespace) -> int:
-    from sslkit.eval.linear import linear_probe
+    from sslkit.eval.linear import DEFAULT_LRS, linear_probe
 
     (train_x, train_y), (test_x, test_y), step = _features(args, with_patch_mean=args.patch_mean)
-    options = {"lrs": tuple(args.lrs)} if args.lrs else {}
-    result = linear_probe(train_x, train_y, test_x, test_y, **options)
+    result = linear_probe(train_x, train_y, test_x, test_y, lrs=tuple(args.lrs) if args.lrs else DEFAULT_LRS)
     print(f"linear probe: best lr {result.best_lr:g} (val top-1 {result.val_top1:.2f}%), "
           f"test top-1 {result.test_top1:.2f}%, top-5 {result.test_top5:.2f}%")
     if args.json:

@@ -14,7 +14,7 @@ from sslkit.data.bad_files import DECODE_ERRORS, describe
 from sslkit.errors import SSLKitError
 
 
-class _EvalItems(torch.utils.data.Dataset):
+class _EvalItems(torch.utils.data.Dataset[tuple[Tensor, int]]):
     """Item ``i`` -> (uint8 ``[3, S, S]``, label): shorter side resized, centre-cropped."""
 
     def __init__(self, dataset: ImageDataset, image_size: int, resize_size: int) -> None:
@@ -45,7 +45,11 @@ class EvalLoader:
     """
 
     def __init__(
-        self, loader: DataLoader, mean: Sequence[float], std: Sequence[float], device: torch.device | str
+        self,
+        loader: DataLoader[tuple[Tensor, int]],
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device | str,
     ) -> None:
         self.loader = loader
         self.device = torch.device(device)

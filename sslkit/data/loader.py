@@ -62,7 +62,7 @@ class TrainBatch:
         )
 
 
-class _PreparedItems(torch.utils.data.Dataset):
+class _PreparedItems(torch.utils.data.Dataset[dict[str, Any]]):
     """Map-style view used by the workers: item ``(index, seed, step)`` -> prepared sample."""
 
     def __init__(self, dataset: ImageDataset, augmentation: Augmentation) -> None:
@@ -148,7 +148,7 @@ class TrainLoader:
     killed at interpreter exit if the iteration was never closed.
     """
 
-    def __init__(self, loader: DataLoader, tracker: BadFileTracker) -> None:
+    def __init__(self, loader: DataLoader[dict[str, Any]], tracker: BadFileTracker) -> None:
         self.loader = loader
         self.tracker = tracker
 

@@ -34,12 +34,14 @@ def _directory_wrapper(root: str) -> str | None:
 
 def dataset_from_path(path: str) -> ImageDataset:
     """An ``image_folder`` (directory) or ``tar`` (archive) dataset for ``path`` (see the module doc)."""
+    dataset: ImageDataset  # registry.create builds any kind, so it returns Any
     if os.path.isdir(path):
         wrapper = _directory_wrapper(path)
-        return registry.create("dataset", "image_folder", root=os.path.join(path, wrapper) if wrapper else path)
+        dataset = registry.create("dataset", "image_folder", root=os.path.join(path, wrapper) if wrapper else path)
+        return dataset
     if os.path.isfile(path) and path.lower().endswith(".tar"):
-        wrapper = _single_wrapper(list(tar_members(path)))
-        return registry.create("dataset", "tar", path=path, prefix=wrapper)
+        dataset = registry.create("dataset", "tar", path=path, prefix=_single_wrapper(list(tar_members(path))))
+        return dataset
     if not os.path.exists(path):
         raise SSLKitError(f"dataset path {path!r} does not exist")
     raise SSLKitError(f"dataset path {path!r} is neither a directory nor a .tar archive")

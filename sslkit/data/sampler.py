@@ -103,7 +103,7 @@ class StepBatchSampler:
     def items(self, step: int) -> list[Item]:
         """This rank's items of ``step``: dataset index, sample seed and step of each image."""
         first = self.rank * self.batch_size
-        seeds = seeding.sample_seeds(self.seed, step, range(first, first + self.batch_size)).tolist()
+        seeds = seeding.sample_seeds(self.seed, step, list(range(first, first + self.batch_size))).tolist()
         return [(index, sample_seed, step) for index, sample_seed in zip(self.indices(step), seeds, strict=True)]
 
     def __iter__(self) -> Iterator[list[Item]]:

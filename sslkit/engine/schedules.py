@@ -66,4 +66,4 @@ class Schedules:
 def peak_lr(base_lr: float, global_batch: int, reference_batch: int, scaling: str) -> float:
     """lr = base_lr * (global_batch / reference_batch) ** p with p = 0.5 (sqrt), 1 (linear), 0 (none)."""
     power = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}[scaling]
-    return base_lr * (global_batch / reference_batch) ** power
+    return base_lr * math.pow(global_batch / reference_batch, power)

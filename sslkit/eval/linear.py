@@ -27,6 +27,7 @@ from sslkit.eval.labelled_features import checked_labels
 
 MOMENTUM = 0.9
 EVAL_CHUNK = 8192  # rows per evaluation matmul: bounds memory for large sweeps and class counts
+DEFAULT_LRS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # the learning-rate sweep
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def stratified_split(labels: Tensor, val_fraction: float, generator: torch.Gener
     to validation, but never all samples of a class."""
     order = torch.randperm(labels.shape[0], generator=generator)
     train_parts, val_parts = [], []
-    for cls in labels.unique().tolist():
+    for cls in torch.unique(labels).tolist():
         members = order[labels[order] == cls]
         n_val = min(round(val_fraction * members.shape[0]), members.shape[0] - 1)
         val_parts.append(members[:n_val])
@@ -69,7 +70,7 @@ def linear_probe(
     test_features: Tensor,
     test_labels: Tensor,
     *,
-    lrs: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+    lrs: Sequence[float] = DEFAULT_LRS,
     epochs: int = 30,
     batch_size: int = 256,
     val_fraction: float = 0.1,
