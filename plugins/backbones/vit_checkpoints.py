@@ -80,6 +80,8 @@ def convert_weights(
         state = {_from_dinov2_names(k): v for k, v in state.items()}
     state = dict(state)
     reshaped: dict[str, str] = {}
+    if vit.params.layerscale_init is None:
+        _fold_layerscale(vit, state, reshaped)
     pos = state.get("pos_embed")
     if pos is not None and pos.ndim == 3 and pos.shape[-1] == vit.embed_dim:
         state["pos_embed"], note = _fit_pos_embed(vit, pos)
@@ -94,6 +96,26 @@ def convert_weights(
                 f"patch {kernel.shape[-2]}x{kernel.shape[-1]} -> {size[0]}x{size[1]} (FlexiViT PI-resize)"
             )
     return state, read, reshaped
+
+
+def _fold_layerscale(vit: ViT, state: dict[str, Tensor], reshaped: dict[str, str]) -> None:
+    """For a backbone without LayerScale: drop the source's all-ones gammas (timm and transformers
+    exports of such a backbone write them) and fold any other gamma into the projection before it
+    (``gamma * (W x + b) = (gamma W) x + gamma b``, exact), reporting it as reshaped."""
+    for i in range(vit.num_layers):
+        for branch, target in (("ls1", "attn.proj"), ("ls2", "mlp.fc2")):
+            name = f"blocks.{i}.{branch}.gamma"
+            gamma = state.get(name)
+            if gamma is None or tuple(gamma.shape) != (vit.embed_dim,):
+                continue
+            del state[name]
+            if bool(torch.all(gamma == 1)):
+                continue
+            for leaf, scale in (("weight", gamma[:, None]), ("bias", gamma)):
+                key = f"blocks.{i}.{target}.{leaf}"
+                if key in state and state[key].shape[0] == vit.embed_dim:
+                    state[key] = state[key] * scale
+                    reshaped[key] = f"LayerScale {name} folded in (this backbone has none)"
 
 
 def _fit_pos_embed(vit: ViT, pos: Tensor) -> tuple[Tensor, str]:

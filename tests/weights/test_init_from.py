@@ -168,3 +168,15 @@ def test_other_backbones_load_their_own_names(tmp_path: Path) -> None:
         assert torch.equal(fresh.state_dict()[key], value), key
     with pytest.raises(SSLKitError, match="reads only its own names"):
         initialise(fresh, tmp_path / "resnet.safetensors", layout="timm", log=None)
+
+
+def test_layerscale_is_folded_into_a_backbone_without_it(tmp_path: Path) -> None:
+    source = tiny(seed=1)  # random gammas
+    save_file(source.state_dict(), str(tmp_path / "ls.safetensors"))
+    target = tiny(seed=2, layerscale_init=None)
+    report = initialise(target, tmp_path / "ls.safetensors", min_fraction=1.0, log=None)
+    assert report.unexpected == [] and len(report.reshaped) == 8  # proj / fc2 weight and bias of 2 blocks
+    want = "LayerScale blocks.1.ls2.gamma folded in (this backbone has none)"
+    assert report.reshaped["blocks.1.mlp.fc2.bias"] == want
+    for got, expected in zip(outputs(target), outputs(source), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
