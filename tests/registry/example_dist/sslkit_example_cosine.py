@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import sslkit
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.params import param
 
 
@@ -28,12 +28,12 @@ class CosineLoss(Loss):
 
     def __init__(self, params: CosineParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.scale = params.scale
-        self.needs = LossNeeds()
+        self.params = params
+        self.inputs = {"student": Output("cls", model="student"), "teacher": Output("cls", model="teacher")}
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
-        cos = F.cosine_similarity(out.student_global.cls, out.teacher_global.cls.detach(), dim=-1)
-        return self.scale * (1 - cos).mean()
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
+        cos = F.cosine_similarity(inputs["student"], inputs["teacher"].detach(), dim=-1)
+        return self.params.scale * (1 - cos).mean()
 
 
 @sslkit.hookimpl

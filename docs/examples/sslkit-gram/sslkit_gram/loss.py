@@ -1,4 +1,4 @@
-"""The ``gram_anchoring`` loss: DINOv3's Gram anchoring (Siméoni et al. 2025; sslkit reference section 3).
+"""The ``gram_anchoring`` loss: DINOv3's Gram anchoring (Siméoni et al. 2025, section 4).
 
 Long DINOv2-style runs keep improving global features while their patch features get noisier.
 Gram anchoring fixes this by asking the student's patch-similarity (Gram) matrix to stay close
@@ -6,14 +6,15 @@ to that of a *Gram teacher* whose dense features are still clean:
 
     loss = mean over compared pairs (i, j) of ( <s_i, s_j> - <g_i, g_j> )^2
 
-with ``s`` the L2-normalised student patch features of the global crops
-(``out.student_global.patches``) and ``g`` those of the Gram teacher on the same, unmasked
-crops (``out.crops.global_crops``). See :mod:`sslkit_gram.gram` for the per-image and batch
+with ``s`` the L2-normalised student patch features of the global crops (input ``student``,
+``Output("patches")``) and ``g`` those of the Gram teacher on the same, unmasked crops (input
+``images``, ``Output("images")``). See :mod:`sslkit_gram.gram` for the per-image and batch
 forms, the token restriction and ``remove_negatives``.
 
 The Gram teacher is either
 
-- ``ema_refresh``: a frozen copy of the EMA teacher's backbone (``StepContext.teacher_backbone``)
+- ``ema_refresh``: a frozen copy of the EMA teacher's backbone (input ``teacher_backbone``,
+  ``Output("backbone", model="teacher")``)
   taken when the loss starts (``start_step``) and refreshed every ``refresh_every`` steps; or
 - ``checkpoint``: a frozen earlier model read from ``checkpoint`` (see :mod:`sslkit_gram.weights`)
   into a copy of the teacher backbone's architecture.
@@ -42,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from sslkit import distributed
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.params import param
 from sslkit_gram.gram import GramMode, gram_squared_error
 from sslkit_gram.weights import load_backbone_weights
@@ -88,9 +89,10 @@ class GramAnchoringLoss(Loss):
     """Gram anchoring: MSE between the Gram matrices of the L2-normalised student patch features
     and those of a frozen Gram teacher (EMA snapshot refreshed every N steps, or a checkpoint).
 
-    Reads ``out.student_global.patches`` ``[n_global * B, N, D]``, ``out.crops.global_crops``
-    (the Gram teacher's input), ``out.masks`` when ``tokens`` is not ``all``, and
-    ``ctx.teacher_backbone`` (the architecture to copy and, for ``ema_refresh``, the weights).
+    Inputs: ``student``, the student's patch tokens of the global crops ``[n_global * B, N, D]``;
+    ``images``, the global crops (the Gram teacher's input); ``teacher_backbone``, the EMA
+    teacher's backbone module (the architecture to copy and, for ``ema_refresh``, the weights);
+    ``masks`` when ``tokens`` is not ``all``.
     A new Gram teacher is pending until :meth:`commit`. Diagnostics: ``refreshed_at`` (step of
     the last committed refresh) once active.
     """
@@ -104,7 +106,13 @@ class GramAnchoringLoss(Loss):
             raise ValueError("gram_anchoring: `checkpoint` is only read with teacher 'checkpoint' (this loss uses "
                              "teacher 'ema_refresh')")
         self.params = params
-        self.needs = LossNeeds(patch_tokens=True, masks=params.tokens != "all")
+        self.inputs = {
+            "student": Output("patches", model="student", crops="global"),
+            "images": Output("images", crops="global"),
+            "teacher_backbone": Output("backbone", model="teacher"),
+        }
+        if params.tokens != "all":
+            self.inputs["masks"] = Output("masks")
         self.gram_teacher: nn.Module | None = None
         self.register_buffer("last_refresh", torch.tensor(-1, dtype=torch.long))
         self._last_refresh: int | None = None  # host copy of the buffer (no device sync per step)
@@ -120,13 +128,9 @@ class GramAnchoringLoss(Loss):
             raise ValueError(f"gram_anchoring: the Gram-teacher weights from {source} do not fit the teacher "
                              f"backbone's architecture: {str(exc).splitlines()[0]}") from None
 
-    def _copy_teacher(self, ctx: StepContext) -> nn.Module:
-        if ctx.teacher_backbone is None:
-            raise ValueError("gram_anchoring needs StepContext.teacher_backbone (the EMA teacher's backbone)")
-        return copy.deepcopy(ctx.teacher_backbone).requires_grad_(False).eval()
-
-    def gram_teacher_for(self, ctx: StepContext) -> nn.Module:
-        """The Gram teacher of step ``ctx.step``, without changing the loss's state.
+    def gram_teacher_for(self, teacher_backbone: nn.Module, step: int) -> nn.Module:
+        """The Gram teacher of step ``step``, without changing the loss's state (``teacher_backbone``:
+        the EMA teacher's backbone, only read).
 
         On the first active step it is made (from the EMA teacher, the ``checkpoint`` file, or
         the resumed checkpoint's weights); with ``ema_refresh`` it is a new copy of the EMA
@@ -139,20 +143,19 @@ class GramAnchoringLoss(Loss):
         if self._last_refresh is None:
             self._last_refresh = int(self.last_refresh)
         refresh_due = (self.params.teacher == "ema_refresh" and self._last_refresh >= 0
-                       and ctx.step - self._last_refresh >= self.params.refresh_every)
+                       and step - self._last_refresh >= self.params.refresh_every)
         if self.gram_teacher is not None and not refresh_due:
             return self.gram_teacher
+        module = copy.deepcopy(teacher_backbone).requires_grad_(False).eval()
         if refresh_due or (self._restored_weights is None and self._file_weights is None):
-            self._pending = _PendingTeacher(self._copy_teacher(ctx), ctx.step)  # a copy of the EMA teacher
+            self._pending = _PendingTeacher(module, step)  # a copy of the EMA teacher
         elif self._restored_weights is not None:
-            module = self._copy_teacher(ctx)
             self._load_into(module, self._restored_weights, "the resumed checkpoint")
             self._pending = _PendingTeacher(module, None)  # the restored last_refresh stays
         else:
             assert self._file_weights is not None
-            module = self._copy_teacher(ctx)
             self._load_into(module, self._file_weights, str(self.params.checkpoint))
-            self._pending = _PendingTeacher(module, ctx.step)
+            self._pending = _PendingTeacher(module, step)
         return self._pending.module
 
     def commit(self) -> None:
@@ -185,26 +188,21 @@ class GramAnchoringLoss(Loss):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     # -- the loss -------------------------------------------------------------------------
-    def _tokens(self, out: StepOutputs, like: Tensor) -> Tensor | None:
+    def _tokens(self, inputs: StepInputs) -> Tensor | None:
         if self.params.tokens == "all":
             return None
-        masks = out.masks if out.masks is not None else torch.zeros(like.shape[:2], dtype=torch.bool,
-                                                                    device=like.device)
+        masks = inputs["masks"]
         return masks if self.params.tokens == "masked" else ~masks
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         p = self.params
-        student = out.student_global.patches
-        if student is None:
-            raise ValueError("gram_anchoring needs the student's patch tokens (StepOutputs.student_global.patches)")
+        student = inputs["student"]
         if ctx.step < p.start_step:
             return student.sum() * 0.0
-        if out.crops is None:
-            raise ValueError("gram_anchoring needs the step's crops (StepOutputs.crops) to run the Gram teacher")
         with torch.no_grad():
-            teacher = self.gram_teacher_for(ctx)(out.crops.global_crops).patches
-        squared_sum, count = gram_squared_error(student, teacher, self._tokens(out, student), p.gram,
-                                                p.remove_negatives)
+            gram_teacher = self.gram_teacher_for(inputs.module("teacher_backbone"), ctx.step)
+            teacher = gram_teacher(inputs["images"]).patches
+        squared_sum, count = gram_squared_error(student, teacher, self._tokens(inputs), p.gram, p.remove_negatives)
         if p.gram == "per_image":
             count = distributed.all_reduce_sum(count) / distributed.world_size()
         return squared_sum / count.clamp_min(1.0)  # no compared pair: 0, still connected to the graph

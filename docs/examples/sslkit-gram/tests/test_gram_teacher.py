@@ -12,11 +12,11 @@ from safetensors.torch import save_file
 from sslkit_gram import GramAnchoringLoss, GramAnchoringParams
 from torch import nn
 
-from sslkit.components import BuildContext, StepContext
+from sslkit.components import BuildContext, StepInputs
 from sslkit.engine.checkpoint import save_checkpoint
 from sslkit.errors import RecipeError
 from sslkit.registry import get_registry
-from sslkit.testing import TinyPatchBackbone, assert_loss_contract, make_step_context, make_step_outputs
+from sslkit.testing import RandomStep, TinyPatchBackbone, assert_loss_contract, make_step_context
 
 EMBED, GRID, PATCH = 16, 4, 4
 
@@ -26,8 +26,15 @@ def backbone(seed: int) -> TinyPatchBackbone:
     return TinyPatchBackbone(embed_dim=EMBED, patch_size=PATCH, grid=GRID).eval()
 
 
-def outputs(seed: int = 0):
-    return make_step_outputs(batch_size=2, n_local=0, embed_dim=EMBED, grid=GRID, patch_size=PATCH, seed=seed)
+def inputs(loss: GramAnchoringLoss, teacher: nn.Module, seed: int = 0) -> StepInputs:
+    """Random inputs of one step (the same for the same seed) whose EMA teacher backbone is ``teacher``."""
+    step = RandomStep(batch_size=2, n_local=0, embed_dim=EMBED, grid=GRID, patch_size=PATCH, seed=seed,
+                      modules={"teacher": teacher})
+    return step.inputs(loss)
+
+
+def context(step: int):
+    return make_step_context(step=step, batch_size=2, n_local=0)
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -46,10 +53,9 @@ def run_steps(loss: GramAnchoringLoss, teacher: nn.Module, steps: range) -> dict
     """Apply every step of ``steps`` as the engine does (forward, the EMA update drifting
     ``teacher``, commit); return the teacher's weights as they were at each step's forward."""
     seen = {}
-    out = outputs()
     for step in steps:
         seen[step] = {k: v.clone() for k, v in teacher.state_dict().items()}
-        loss(out, make_step_context(out, step=step, teacher_backbone=teacher))
+        loss(inputs(loss, teacher), context(step))
         drift(teacher, 0.01)
         loss.commit()
     return seen
@@ -70,14 +76,12 @@ def holds(loss: GramAnchoringLoss, weights: dict[str, torch.Tensor]) -> bool:
 
 def test_before_start_step_the_loss_is_zero_connected_and_has_no_teacher() -> None:
     loss = GramAnchoringLoss(GramAnchoringParams(start_step=5), BuildContext())
-    out = outputs()
-    check = assert_loss_contract(loss, out, make_step_context(out, step=4, teacher_backbone=backbone(0)),
-                                 expect_gradient=False)
+    check = assert_loss_contract(loss, inputs(loss, backbone(0)), context(4), expect_gradient=False)
     assert check.value == 0.0
-    assert check.grads["student_global.patches"] is not None
+    assert check.grads["student"] is not None
     assert loss.gram_teacher is None and "gram_teacher.norm.weight" not in loss.state_dict()
     assert loss.diagnostics() == {}
-    value = loss(out, make_step_context(out, step=5, teacher_backbone=backbone(0)))
+    value = loss(inputs(loss, backbone(0)), context(5))
     loss.commit()
     assert value.item() > 0 and loss.gram_teacher is not None
 
@@ -85,11 +89,10 @@ def test_before_start_step_the_loss_is_zero_connected_and_has_no_teacher() -> No
 def test_ema_snapshot_is_taken_at_start_and_refreshed_every_n_steps() -> None:
     teacher = backbone(0)
     loss = GramAnchoringLoss(GramAnchoringParams(start_step=2, refresh_every=3), BuildContext())
-    out = outputs()
     seen: dict[int, dict[str, torch.Tensor]] = {}
     for step in range(2, 10):
         seen[step] = {k: v.clone() for k, v in teacher.state_dict().items()}
-        loss(out, make_step_context(out, step=step, teacher_backbone=teacher))
+        loss(inputs(loss, teacher), context(step))
         drift(teacher, 0.01)
         loss.commit()
         source = max(s for s in (2, 5, 8) if s <= step)
@@ -109,10 +112,9 @@ def test_a_skipped_step_leaves_the_gram_teacher_and_its_schedule_unchanged(start
     skipped = 2
     run_steps(loss, teacher, range(skipped))  # start_step 0: the snapshot of step 0, refreshed again at step 2
     before, diagnostics = loss_state(loss), loss.diagnostics()
-    out = outputs()
-    used = loss(out, make_step_context(out, step=skipped, teacher_backbone=teacher)).item()
+    used = loss(inputs(loss, teacher), context(skipped)).item()
     reference = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
-    assert used == reference(out, make_step_context(out, step=0, teacher_backbone=teacher)).item(), (
+    assert used == reference(inputs(reference, teacher), context(0)).item(), (
         "the forward of the step must use the Gram teacher made at that step")
     assert same_state(loss_state(loss), before), "a forward without commit changed the loss's state"
     assert loss.diagnostics() == diagnostics
@@ -125,21 +127,19 @@ def test_a_skipped_step_leaves_the_gram_teacher_and_its_schedule_unchanged(start
 def test_value_uses_the_snapshot_not_the_current_teacher() -> None:
     teacher = backbone(0)
     loss = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
-    out = outputs()
-    first = loss(out, make_step_context(out, step=0, teacher_backbone=teacher)).item()
+    first = loss(inputs(loss, teacher), context(0)).item()
     loss.commit()
     drift(teacher, 0.5)
-    assert loss(out, make_step_context(out, step=1, teacher_backbone=teacher)).item() == pytest.approx(first)
+    assert loss(inputs(loss, teacher), context(1)).item() == pytest.approx(first)
     fresh = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
-    assert fresh(out, make_step_context(out, step=1, teacher_backbone=teacher)).item() != pytest.approx(first)
+    assert fresh(inputs(fresh, teacher), context(1)).item() != pytest.approx(first)
 
 
 def test_snapshot_is_frozen_in_eval_mode_and_saved_in_the_state_dict() -> None:
     torch.manual_seed(0)
     teacher = TinyPatchBackbone(embed_dim=EMBED, patch_size=PATCH, grid=GRID)  # trainable, as a student would be
     loss = GramAnchoringLoss(GramAnchoringParams(), BuildContext())
-    out = outputs()
-    loss(out, make_step_context(out, step=0, teacher_backbone=teacher)).backward()
+    loss(inputs(loss, teacher), context(0)).backward()
     loss.commit()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(not p.requires_grad for p in loss.gram_teacher.parameters())
@@ -169,19 +169,18 @@ def test_checkpoint_teacher_from_safetensors_is_loaded_and_never_refreshed(tmp_p
     prefixed = tmp_path / "prefixed.safetensors"
     save_file({k: v.contiguous() for k, v in frozen.state_dict().items()}, str(plain))
     save_file({f"backbone.{k}": v.contiguous() for k, v in frozen.state_dict().items()}, str(prefixed))
-    out = outputs()
     for path in (plain, prefixed):
         loss = GramAnchoringLoss(GramAnchoringParams(teacher="checkpoint", checkpoint=str(path), refresh_every=1),
                                  BuildContext())
         teacher = backbone(0)
         for step in range(3):
-            loss(out, make_step_context(out, step=step, teacher_backbone=teacher))
+            loss(inputs(loss, teacher), context(step))
             drift(teacher, 0.1)
             loss.commit()
         assert same_weights(loss.gram_teacher, frozen)
     reference = GramAnchoringLoss(GramAnchoringParams(refresh_every=100), BuildContext())
-    expected = reference(out, make_step_context(out, step=0, teacher_backbone=frozen)).item()
-    assert loss(out, make_step_context(out, step=3, teacher_backbone=teacher)).item() == pytest.approx(expected)
+    expected = reference(inputs(reference, frozen), context(0)).item()
+    assert loss(inputs(loss, teacher), context(3)).item() == pytest.approx(expected)
 
 
 def test_checkpoint_teacher_from_an_sslkit_checkpoint_file_or_run_directory(tmp_path: Path) -> None:
@@ -190,10 +189,9 @@ def test_checkpoint_teacher_from_an_sslkit_checkpoint_file_or_run_directory(tmp_
     teacher_state["heads.dino.weight"] = torch.zeros(2, 2)
     save_checkpoint(tmp_path, 10, {"teacher": {f"backbone.{k}": v for k, v in other.state_dict().items()}}, keep=5)
     path = save_checkpoint(tmp_path, 20, {"teacher": teacher_state, "student": {}}, keep=5)
-    out = outputs()
     for source in (path, tmp_path):
         loss = GramAnchoringLoss(GramAnchoringParams(teacher="checkpoint", checkpoint=str(source)), BuildContext())
-        loss(out, make_step_context(out, step=0, teacher_backbone=backbone(0)))
+        loss(inputs(loss, backbone(0)), context(0))
         loss.commit()
         assert same_weights(loss.gram_teacher, frozen)
 
@@ -214,11 +212,8 @@ def test_configuration_and_file_errors_are_clear(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.safetensors"
     save_file({"head.weight": torch.zeros(2, 2)}, str(wrong))
     loss = GramAnchoringLoss(GramAnchoringParams(teacher="checkpoint", checkpoint=str(wrong)), BuildContext())
-    out = outputs()
     with pytest.raises(ValueError, match="do not fit the teacher backbone's architecture"):
-        loss(out, make_step_context(out, step=0, teacher_backbone=backbone(0)))
-    with pytest.raises(ValueError, match=r"needs StepContext\.teacher_backbone"):
-        GramAnchoringLoss(GramAnchoringParams(), BuildContext())(out, StepContext(0, 10, 0.04, 2, 0, 2, 2))
+        loss(inputs(loss, backbone(0)), context(0))
 
 
 def test_is_registered_by_the_installed_distribution_with_a_validated_schema() -> None:
