@@ -84,7 +84,8 @@ class LatentPredictor(Head):
             nn.TransformerEncoderLayer(params.dim, params.num_heads, int(params.dim * params.mlp_ratio), dropout=0.0,
                                        activation="gelu", batch_first=True, norm_first=True)
             for _ in range(params.depth))
-        self.norm = nn.LayerNorm(params.dim) if params.depth else nn.GELU()
+        # before the output projection: the blocks' final LayerNorm, or the MLP's non-linearity (depth 0)
+        self.pre_proj = nn.LayerNorm(params.dim) if params.depth else nn.GELU()
         self.proj = nn.Linear(params.dim, self.out_dim)
 
     def forward(self, context: Tensor) -> Tensor:
@@ -94,9 +95,9 @@ class LatentPredictor(Head):
                              f"'latent_context' output, got {tuple(context.shape)}")
         patches, masks = unpack_context(context)
         if not self.blocks:
-            return self.proj(self.norm(self.embed(patches[masks]) + self.mask_token))
+            return self.proj(self.pre_proj(self.embed(patches[masks]) + self.mask_token))
         h = self.embed(patches) + masks.unsqueeze(-1).to(patches.dtype) * self.mask_token
         h = h + sincos_2d(h.shape[1], h.shape[2], h.device, h.dtype)
         for block in self.blocks:
             h = block(h)
-        return self.proj(self.norm(h[masks]))
+        return self.proj(self.pre_proj(h[masks]))
