@@ -30,9 +30,11 @@ averaged over all pairs: the student predicts, from one view, the teacher's feat
 another view of the same image (DINO's cross-view prediction, on features instead of head
 outputs). With ``cross_view: false`` each crop is compared with the same crop. With
 ``local_crops: true``, every local crop is also compared with each teacher global crop of its
-image (the loss then asks the engine for the local crops' forward pass).
+image (the loss then asks the engine for the student's CLS tokens of all crops).
 
-Rows are crop-major (``sslkit.components``): row ``c * B + b`` is crop ``c`` of image ``b``.
+The loss declares what it reads in ``self.inputs`` (``sslkit.outputs.Output`` requests); the
+engine computes exactly those and hands them to ``forward`` by name. Rows are crop-major
+(``sslkit.outputs``): row ``c * B + b`` is crop ``c`` of image ``b``, global crops first.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.params import param
 from torch import Tensor
 
@@ -65,24 +67,29 @@ class $cls(Loss):
     def __init__(self, params: ${cls}Params, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
-        # What the engine must compute for this loss; the backbone CLS tokens always exist.
-        self.needs = LossNeeds(local_crops=params.local_crops)
+        # What the engine must compute for this loss: backbone CLS tokens, the student's of every
+        # crop it compares (global crops first), the teacher's of the global crops.
+        self.inputs = {
+            "student": Output("cls", model="student", crops="all" if params.local_crops else "global"),
+            "teacher": Output("cls", model="teacher", crops="global"),
+        }
 
     def _crops(self, cls_tokens: Tensor, n_crops: int, batch_size: int) -> Tensor:
         """``[n_crops * B, D]`` -> L2-normalised ``[n_crops, B, D]`` in float32."""
         features = F.normalize(cls_tokens.float(), dim=-1, eps=self.params.eps)
         return features.reshape(n_crops, batch_size, -1)
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         p = self.params
-        teacher = self._crops(out.teacher_global.cls.detach(), ctx.n_global, ctx.batch_size)
-        student = self._crops(out.student_global.cls, ctx.n_global, ctx.batch_size)
+        n_global_rows = ctx.n_global * ctx.batch_size
+        teacher = self._crops(inputs["teacher"].detach(), ctx.n_global, ctx.batch_size)
+        student = self._crops(inputs["student"][:n_global_rows], ctx.n_global, ctx.batch_size)
         similarity = torch.einsum("sbd,tbd->stb", student, teacher)  # [student crop, teacher crop, image]
         same_crop = torch.eye(ctx.n_global, dtype=torch.bool, device=similarity.device)
         pairs = ~same_crop if p.cross_view and ctx.n_global > 1 else same_crop
         distances = [1.0 - similarity[pairs]]
-        if p.local_crops and out.student_local is not None:
-            local = self._crops(out.student_local.cls, ctx.n_local, ctx.batch_size)
+        if p.local_crops and ctx.n_local:
+            local = self._crops(inputs["student"][n_global_rows:], ctx.n_local, ctx.batch_size)
             distances.append((1.0 - torch.einsum("lbd,tbd->ltb", local, teacher)).flatten(0, 1))
         return torch.cat(distances).mean()
 '''
@@ -99,20 +106,20 @@ import pytest
 from sslkit.components import BuildContext
 from sslkit.recipe import load_recipe
 from sslkit.registry import get_registry
-from sslkit.testing import assert_loss_contract, make_step_context, make_step_outputs, run_tiny_training
+from sslkit.testing import RandomStep, assert_loss_contract, run_tiny_training
 
 from $package.$module import $cls, ${cls}Params
 
 
-def naive_loss(out, ctx, cross_view: bool, local_crops: bool) -> float:
+def naive_loss(inputs, ctx, cross_view: bool, local_crops: bool) -> float:
     """The formula of the module doc, with explicit loops over images and crop pairs."""
 
     def cos(a, b) -> float:
         return float((a @ b) / (a.norm() * b.norm()))
 
     batch, distances = ctx.batch_size, []
-    student, teacher = out.student_global.cls.detach(), out.teacher_global.cls
-    local = out.student_local.cls.detach() if local_crops else None
+    rows = inputs["student"].detach()  # global crops, then local crops
+    student, teacher, local = rows[: ctx.n_global * batch], inputs["teacher"], rows[ctx.n_global * batch :]
     for b in range(batch):
         for s in range(ctx.n_global):
             for t in range(ctx.n_global):
@@ -127,20 +134,20 @@ def naive_loss(out, ctx, cross_view: bool, local_crops: bool) -> float:
 
 @pytest.mark.parametrize(("cross_view", "local_crops"), [(True, False), (False, False), (True, True)])
 def test_matches_the_formula(cross_view: bool, local_crops: bool) -> None:
-    out = make_step_outputs(batch_size=3, n_global=2, n_local=2, embed_dim=8, seed=1)
-    ctx = make_step_context(out)
-    params = ${cls}Params(cross_view=cross_view, local_crops=local_crops)
-    loss = $cls(params, BuildContext())
-    assert loss(out, ctx).item() == pytest.approx(naive_loss(out, ctx, cross_view, local_crops), rel=1e-5)
+    step = RandomStep(batch_size=3, n_global=2, n_local=2, embed_dim=8, seed=1)  # random, well-formed inputs
+    loss = $cls(${cls}Params(cross_view=cross_view, local_crops=local_crops), BuildContext())
+    inputs, ctx = step.inputs(loss), step.context()
+    assert loss(inputs, ctx).item() == pytest.approx(naive_loss(inputs, ctx, cross_view, local_crops), rel=1e-5)
 
 
 @pytest.mark.parametrize("local_crops", [False, True])
 def test_follows_the_loss_contract(local_crops: bool) -> None:
-    out = make_step_outputs(n_local=2)
+    step = RandomStep(batch_size=4, n_global=2, n_local=2)
     loss = $cls(${cls}Params(local_crops=local_crops), BuildContext())
-    check = assert_loss_contract(loss, out, make_step_context(out))
-    assert check.received_gradient("student_global.cls")
-    assert check.received_gradient("student_local.cls") == local_crops
+    check = assert_loss_contract(loss, step.inputs(loss), step.context())
+    assert check.received_gradient("student")
+    local_rows = check.grads["student"][2 * 4 :]  # the student's local-crop rows follow its global ones
+    assert (local_rows.numel() > 0 and bool(local_rows.abs().sum() > 0)) == local_crops
 
 
 def test_example_recipe_is_valid() -> None:
