@@ -17,16 +17,18 @@ and each process returns its sum times the number of processes over ``M_global``
 per-process values, which DDP's gradient averaging optimises, is the global-batch loss whatever the
 number of processes.
 
-``cls_weight > 0`` adds data2vec 2.0's global term: the student's CLS token (same pass) regresses the
-mean of the crop's targets over all its positions, ``mean_t y_t`` (squared error averaged over channels
-and crops, reduced over the global batch the same way), weighted by ``cls_weight``. sslkit's kNN
-evaluation reads the teacher's CLS token, which the patch term alone never trains directly.
+``cls_weight > 0`` adds a global term after data2vec 2.0's CLS loss: the student's CLS token (same
+pass) regresses ``LN(mean_t (1/K) sum_l a_t^l)``, the layer-normalised mean over the crop's positions of
+the raw top-K block average (not of ``y``: instance normalisation makes ``y`` zero-mean over positions,
+so its mean carries almost nothing), with the same distance, averaged over the global batch's crops,
+weighted by ``cls_weight``. sslkit's kNN evaluation reads the teacher's CLS token, which the patch term
+alone trains only through attention.
 
 Declared inputs: ``context`` (kind ``latent_context``, through the predictor as its head),
 ``targets`` (kind ``latent_targets`` on the teacher), ``target_blocks`` (kind ``blocks`` on the same
-teacher pass: the plan puts a pass's block outputs there only for ``blocks`` requests, so this
-request is what makes the top ``K`` blocks available to ``latent_targets``), ``masks`` and, with
-``cls_weight > 0``, ``student_cls``.
+teacher pass, the raw top-K average ``[C, N, D]``: the plan puts a pass's block outputs there only for
+``blocks`` requests, so this request is what makes the top ``K`` blocks available to ``latent_targets``;
+the CLS term reads it), ``masks`` and, with ``cls_weight > 0``, ``student_cls``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from torch import Tensor
 from sslkit import distributed
 from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.params import param
-from sslkit_latent_mim.targets import BlockNorm, TargetNorm
+from sslkit_latent_mim.targets import LAYER_NORM_EPS, BlockNorm, TargetNorm
 
 
 @dataclass
@@ -60,8 +62,9 @@ class LatentMIMParams:
     distance: Literal["mse", "smooth_l1"] = param("mse", "Regression loss per masked token: squared error or smooth "
                                                          "L1, each averaged over channels.")
     beta: float = param(1.0, "Threshold of the smooth L1 loss (quadratic below it).", gt=0.0)
-    cls_weight: float = param(0.0, "Weight of the global term: the student's CLS regresses the crop's mean "
-                                   "target (data2vec 2.0); 0 leaves the CLS token untrained by this loss.", ge=0.0)
+    cls_weight: float = param(0.0, "Weight of the global term: the student's CLS regresses the layer-normalised "
+                                   "mean over the crop's positions of the teacher's top-K block average (after "
+                                   "data2vec 2.0's CLS loss); 0: no CLS term.", ge=0.0)
 
 
 def regression_error(prediction: Tensor, target: Tensor, distance: str, beta: float) -> Tensor:
@@ -95,8 +98,7 @@ class LatentMIMLoss(Loss):
         self.inputs = {
             "context": Output("latent_context", masking=params.student_masking, heads=(params.predictor,)),
             "targets": Output("latent_targets", model="teacher", masking="none", options=options),
-            "target_blocks": Output("blocks", model="teacher", masking="none", positions="masked",
-                                    blocks=tuple(range(-params.top_k, 0))),
+            "target_blocks": Output("blocks", model="teacher", masking="none", blocks=tuple(range(-params.top_k, 0))),
             # masking only names the pass the masks belong to; "default" would resolve to "replace", which
             # the plan counts as a use of the backbone's mask token (then trainable, but never used with drop)
             "masks": Output("masks", masking=params.student_masking),
@@ -117,8 +119,9 @@ class LatentMIMLoss(Loss):
         loss = global_mean(errors.sum(), errors.numel())
         cls_term = None
         if self.params.cls_weight > 0:
-            cls_errors = regression_error(inputs["student_cls"], targets.mean(dim=1), self.params.distance,
-                                          self.params.beta)
+            summary = inputs["target_blocks"].float().mean(dim=1)
+            cls_target = F.layer_norm(summary, summary.shape[-1:], eps=LAYER_NORM_EPS)
+            cls_errors = regression_error(inputs["student_cls"], cls_target, self.params.distance, self.params.beta)
             cls_term = global_mean(cls_errors.sum(), cls_errors.numel())
             loss = loss + self.params.cls_weight * cls_term
         if ctx.logging_step:

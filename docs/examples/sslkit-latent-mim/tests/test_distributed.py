@@ -30,7 +30,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def loss_and_grad(masks: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor) -> tuple[float, torch.Tensor]:
     loss = LatentMIMLoss(LatentMIMParams(top_k=1), BuildContext())
     leaf = predictions.clone().requires_grad_(True)
-    inputs = StepInputs({"context": leaf, "targets": targets, "target_blocks": targets[masks], "masks": masks})
+    inputs = StepInputs({"context": leaf, "targets": targets, "target_blocks": targets, "masks": masks})
     value = loss(inputs, StepContext(0, 1, CROPS, 0, CROPS, CROPS))
     value.backward()
     return value.item(), leaf.grad

@@ -80,7 +80,10 @@ def test_cls_term_regresses_the_mean_target_with_its_weight() -> None:
     value = plain(inputs, context()).item()
     with_cls, inputs, *_ = setup(LatentMIMParams(top_k=2, cls_weight=0.5))
     total = with_cls(inputs, context())
-    cls_term = (inputs["student_cls"] - inputs["targets"].mean(dim=1)).square().mean()
+    summary = inputs["target_blocks"].mean(dim=1)  # the raw top-K block average, over positions
+    cls_target = (summary - summary.mean(-1, keepdim=True)) / (summary.var(-1, unbiased=False, keepdim=True)
+                                                               + 1e-6).sqrt()
+    cls_term = (inputs["student_cls"] - cls_target).square().mean()
     torch.testing.assert_close(total.detach(), torch.tensor(value) + 0.5 * cls_term.detach(), rtol=1e-4, atol=1e-5)
     assert set(with_cls.diagnostics()) == {"masked_fraction", "target_std", "prediction_std", "cls"}
 
