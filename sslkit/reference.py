@@ -134,8 +134,12 @@ def write_pages(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    for path in write_pages(Path(args[0] if args else "docs/reference")):
+    parser = argparse.ArgumentParser(prog="python -m sslkit.reference",
+                                     description="Regenerate the recipe and CLI reference pages.")
+    parser.add_argument("folder", nargs="?", default="docs/reference", type=Path,
+                        help="where to write recipe.md and cli.md (default: docs/reference)")
+    args = parser.parse_args(argv)
+    for path in write_pages(args.folder):
         print(path)
     return 0
 
