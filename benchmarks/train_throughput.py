@@ -22,9 +22,10 @@ The header names the hardware (CPU model, avx2 / avx512f / avx512_bf16 / amx_bf1
 version, threads, load average). Printed per contender: images/s (median over repeats), CPU
 time per image (main process and loader workers), peak RSS of the training process
 (``getrusage``), private memory of its loader workers, CUDA peak on a GPU; then the ratios
-sslkit / peer. ``--variant NAME=KEY=VALUE,...`` adds
-sslkit contenders with recipe overrides (e.g. ``sdpa=model.backbone.attention=sdpa``);
-``--profile`` prints a torch.profiler table of one extra step per contender.
+sslkit / peer: images/s, images per CPU second (``x peer cpu``: the peer's CPU time per image over
+the contender's, the figure that other jobs on the cores move least) and peak memory.
+``--variant NAME=KEY=VALUE,...`` adds sslkit contenders with recipe overrides (e.g.
+``sdpa=model.backbone.attention=sdpa``); ``--profile`` prints a torch.profiler table of one extra step per contender.
 
 Run (about 10 minutes on 2 CPU cores)::
 
@@ -166,7 +167,7 @@ def _print_table(summaries: list[dict[str, Any]], peer: dict[str, Any] | None) -
     header = f"{'contender':<26}{'img/s':>9}{'cpu ms/img':>12}{'host peak MiB':>15}{'workers MiB':>13}"
     cuda = any("cuda_peak_mib" in s for s in summaries)
     header += f"{'cuda peak MiB':>15}" if cuda else ""
-    header += f"{'x peer img/s':>14}{'x peer mem':>12}  runs (img/s)"
+    header += f"{'x peer img/s':>14}{'x peer cpu':>12}{'x peer mem':>12}  runs (img/s)"
     print(header)
     for s in summaries:
         row = (
@@ -176,9 +177,10 @@ def _print_table(summaries: list[dict[str, Any]], peer: dict[str, Any] | None) -
         row += f"{s.get('cuda_peak_mib', 0):>15.0f}" if cuda else ""
         if peer is not None:
             mem_key = "cuda_peak_mib" if cuda else "host_peak_mib"
-            row += f"{s['images_per_s'] / peer['images_per_s']:>14.2f}{s[mem_key] / peer[mem_key]:>12.2f}"
+            row += (f"{s['images_per_s'] / peer['images_per_s']:>14.2f}"
+                    f"{peer['cpu_ms_per_image'] / s['cpu_ms_per_image']:>12.2f}{s[mem_key] / peer[mem_key]:>12.2f}")
         else:
-            row += f"{'':>14}{'':>12}"
+            row += f"{'':>14}{'':>12}{'':>12}"
         print(row + f"  {s['images_per_s_all']}")
 
 
@@ -339,7 +341,9 @@ def main() -> None:
             if not s["label"].startswith("lightly peer"):
                 speed = s["images_per_s"] / peer_summary["images_per_s"]
                 memory = s[mem_key] / peer_summary[mem_key]
-                print(f"{s['label']} / {peer_summary['label']}: images/s x{speed:.2f}, peak memory x{memory:.2f}")
+                cpu = peer_summary["cpu_ms_per_image"] / s["cpu_ms_per_image"]
+                print(f"{s['label']} / {peer_summary['label']}: images/s x{speed:.2f}, images per CPU second "
+                      f"x{cpu:.2f} (the figure other load on the cores moves least), peak memory x{memory:.2f}")
     print(describe(args.threads))
     if args.json:
         Path(args.json).write_text(json.dumps({"hardware": describe(args.threads), "precision": precision,
