@@ -8,8 +8,10 @@ uniform permutation, and ``window_shards: 2``). Each is read through the real tr
 (``build_train_loader``: the sampler's order, ``--workers`` worker processes, collation) with
 the default augmentation's worker stage, ``kornia_multicrop``'s ``prepare``: decode the JPEG to
 RGB and resize it to the 37 px canvas of 32 px global crops. No crops are drawn: the figure is
-what the loader delivers. The files were just written, so they are read from the page cache
-(warm); each contender runs ``--rounds`` times, interleaved, and the median is reported.
+what the loader delivers; "CPU ms/image" is the CPU time of the main process and the workers
+per image delivered, a figure that other load on the machine barely moves. The files were just
+written, so they are read from the page cache (warm); each contender runs ``--rounds`` times,
+interleaved, and the median is reported.
 
 Run: ``.venv/bin/python benchmarks/read_throughput.py [--images 5000] [--shard-size 500]
 [--workers 2] [--batch-size 64] [--rounds 3]``.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tarfile
 import tempfile
@@ -56,8 +59,16 @@ def write_one_tar(folder: Path, path: Path) -> None:
             archive.add(file, arcname=str(file.relative_to(folder)))
 
 
-def images_per_second(dataset: Any, args: argparse.Namespace) -> float:
-    """Images/s delivered by the training loader over one epoch, after two warm-up batches."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the loader workers, once shut down)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def images_per_second(dataset: Any, args: argparse.Namespace) -> tuple[float, float]:
+    """Images/s delivered by the training loader over one epoch, after two warm-up batches, and the CPU
+    milliseconds per image of all processes over the whole run (barely moved by other load)."""
+    cpu_start = cpu_seconds()
     augmentation = KorniaMultiCrop(KorniaMultiCropParams(global_crop_size=32, local_crop_size=16), BuildContext())
     loader = build_train_loader(dataset, augmentation, global_batch_size=args.batch_size, rank=0, world_size=1,
                                 seed=0, start_step=0, num_workers=args.workers, device="cpu")
@@ -68,8 +79,8 @@ def images_per_second(dataset: Any, args: argparse.Namespace) -> float:
             start = time.perf_counter()
         next(iterator)
     elapsed = time.perf_counter() - start
-    iterator.close()
-    return steps * args.batch_size / elapsed
+    iterator.close()  # joins the workers, so that their CPU time is counted
+    return steps * args.batch_size / elapsed, (cpu_seconds() - cpu_start) * 1e3 / ((steps + 2) * args.batch_size)
 
 
 def main() -> None:
@@ -101,6 +112,7 @@ def main() -> None:
             "shards, window_shards=2": lambda: create("dataset", "shards", path=summary.pattern, window_shards=2),
         }
         figures: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in contenders}
         opened: dict[str, float] = {}
         for _ in range(args.rounds):
             for name, build in contenders.items():
@@ -108,11 +120,15 @@ def main() -> None:
                 dataset = build()
                 opened.setdefault(name, time.perf_counter() - start)  # first round: no cached tar index
                 assert len(dataset) == args.images
-                figures[name].append(images_per_second(dataset, args))
-    print("\n| source | images/s (median) | rounds | dataset opened in (first round) |\n| --- | ---: | --- | ---: |")
+                rate, ms = images_per_second(dataset, args)
+                figures[name].append(rate)
+                cpu_ms[name].append(ms)
+    print("\n| source | images/s (median) | rounds | CPU ms/image (median) | dataset opened in (first round) |\n"
+          "| --- | ---: | --- | ---: | ---: |")
     for name, values in figures.items():
         rounds = ", ".join(f"{v:,.0f}" for v in values)
-        print(f"| {name} | {statistics.median(values):,.0f} | {rounds} | {opened[name] * 1e3:.0f} ms |")
+        print(f"| {name} | {statistics.median(values):,.0f} | {rounds} | {statistics.median(cpu_ms[name]):.2f} | "
+              f"{opened[name] * 1e3:.0f} ms |")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
