@@ -137,8 +137,8 @@ class StepInputs(Mapping[str, Tensor]):
         if name not in self._values:
             raise KeyError(f"no input {name!r}: this loss declared {', '.join(sorted(self._values)) or 'none'}")
         value = self._values[name]
-        if isinstance(value, nn.Module):
-            raise TypeError(f"input {name!r} is a module: read it with inputs.module({name!r})")
+        if not isinstance(value, Tensor):
+            raise TypeError(f"input {name!r} is a {type(value).__name__}: read a module with inputs.module({name!r})")
         return value
 
     def module(self, name: str) -> nn.Module:

@@ -17,7 +17,17 @@ from typing import Any
 
 from torch import nn
 
-from sslkit.components import Augmentation, Backbone, BuildContext, CropPolicy, ImageDataset, Masker, ParamGroupPolicy
+from sslkit.components import (
+    Augmentation,
+    Backbone,
+    BuildContext,
+    CropPolicy,
+    Head,
+    ImageDataset,
+    Loss,
+    Masker,
+    ParamGroupPolicy,
+)
 from sslkit.engine.frozen_teacher import load_frozen_teacher
 from sslkit.engine.param_schedules import Binding, ParamSchedules
 from sslkit.engine.plan import StepPlan, build_plan, unplanned_parameters
@@ -52,6 +62,14 @@ class Components:
     teacher_backbone: Backbone | None = None  # teacher.mode frozen: the teacher's own network
     teacher_heads: nn.ModuleDict | None = None
     init_reports: dict[str, InitReport] = field(default_factory=dict)  # "backbone" / "teacher": what was loaded
+
+    def loss_modules(self) -> dict[str, Loss]:
+        """The losses by name, typed (``losses`` is the ModuleDict the student holds)."""
+        found: dict[str, Loss] = {}
+        for name, loss in self.losses.items():
+            assert isinstance(loss, Loss)
+            found[name] = loss
+        return found
 
 
 def _build(resolved: ResolvedRecipe, key: str, ctx: BuildContext) -> Any:
@@ -113,16 +131,16 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None)
                                          log=log.info)
     teacher_ctx = ctx
     ctx = replace(ctx, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size)
-    heads = nn.ModuleDict({name: _build(resolved, f"model.heads.{name}", ctx) for name in recipe.model.heads})
-    ctx = replace(ctx, head_dims={name: head.out_dim for name, head in heads.items()})
-    student_modules = nn.ModuleDict({name: _build(resolved, f"model.student_modules.{name}", ctx)
-                                     for name in recipe.model.student_modules})
-    ctx = replace(ctx, head_dims={**ctx.head_dims, **{n: m.out_dim for n, m in student_modules.items()}})
-    losses = nn.ModuleDict({name: _build(resolved, f"losses.{name}", ctx) for name in recipe.losses})
+    head_list: dict[str, Head] = {name: _build(resolved, f"model.heads.{name}", ctx) for name in recipe.model.heads}
+    ctx = replace(ctx, head_dims={name: head.out_dim for name, head in head_list.items()})
+    module_list: dict[str, Head] = {name: _build(resolved, f"model.student_modules.{name}", ctx)
+                                    for name in recipe.model.student_modules}
+    ctx = replace(ctx, head_dims={**ctx.head_dims, **{n: m.out_dim for n, m in module_list.items()}})
+    loss_list: dict[str, Loss] = {name: _build(resolved, f"losses.{name}", ctx) for name in recipe.losses}
+    heads, student_modules, losses = nn.ModuleDict(head_list), nn.ModuleDict(module_list), nn.ModuleDict(loss_list)
     teacher_backbone, teacher_heads = _frozen_teacher(resolved, teacher_ctx)
     backbones = {"student": backbone, "teacher": teacher_backbone or backbone}
-    plan = build_plan(dict(losses.items()), backbones, dict(heads.items()), dict(student_modules.items()), registry,
-                      resolved.source, resolved.locations,
+    plan = build_plan(loss_list, backbones, head_list, module_list, registry, resolved.source, resolved.locations,
                       teacher_heads=dict(teacher_heads.items()) if teacher_heads is not None else None)
     if teacher_backbone is not None and teacher_heads is not None:
         t = recipe.teacher

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from sslkit.components import Loss
 from sslkit.engine.plan import PassKey
 from sslkit.engine.step_timer import StepTimer
 from sslkit.errors import SSLKitError
@@ -41,7 +42,7 @@ class MonitorView:
     global_batch: int
     patch_size: int | None
     optimizer: torch.optim.Optimizer
-    losses: Mapping[str, nn.Module]  # each with diagnostics()
+    losses: Mapping[str, Loss]
     schedule_values: Callable[[int], dict[str, float]]  # step -> {"momentum": ..., "<recipe key>": ...}
 
 
@@ -149,11 +150,11 @@ class RunMonitor:
         found: dict[str, Tensor | float] = {}
         cls = self._captured.get("student_cls")
         if cls is not None and cls.shape[0] >= 2:
-            for key, value in diagnostics.feature_health(cls.float()).items():
-                found[f"health/student_cls/{key}"] = value
+            for key, feature in diagnostics.feature_health(cls.float()).items():
+                found[f"health/student_cls/{key}"] = feature
         for name, loss in self.run.losses.items():
-            for key, value in loss.diagnostics().items():
-                found[f"health/loss_{name}/{key}"] = value
+            for key, reported in loss.diagnostics().items():
+                found[f"health/loss_{name}/{key}"] = reported
         if not found:
             return {}
         numbers = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().cpu() for v in found.values()])

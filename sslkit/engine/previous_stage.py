@@ -61,7 +61,8 @@ def continue_from(student: nn.Module, teacher: nn.Module, source: str) -> dict[s
     for side, module in (("student", student), ("teacher", teacher)):
         state: dict[str, Tensor] = payload[side]
         backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        result = _load_backbone(module.backbone, backbone)
+        own_backbone = module.get_submodule("backbone")
+        result = _load_backbone(own_backbone, backbone)
         if result.missing or result.mismatched:
             raise SSLKitError(f"init_from {source}: the {side} backbone does not fit this recipe's (missing: "
                               f"{', '.join(result.missing[:6]) or 'none'}; mismatched: "

@@ -53,17 +53,18 @@ class RunState:
             write_run_files(self.output_dir, recipe_data, registry)
 
     def _state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.info.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.info.device)
         state = {
             "student": get_model_state_dict(self.student, options=_FULL),
             "teacher": get_model_state_dict(self.teacher, options=_FULL),
             "optimizer": get_optimizer_state_dict(self.student, self.optimizer, options=_FULL),
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": rng,
             "nonfinite_steps": self.nonfinite_steps,
             "world_size": self.info.world_size,
             "versions": versions(self.registry),
         }
-        if torch.cuda.is_available() and self.info.device.type == "cuda":
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.info.device)
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         return state

@@ -75,8 +75,10 @@ def _shard_units(module: nn.Module) -> list[nn.Module]:
     blocks = getattr(module.backbone, "blocks", None)
     if isinstance(blocks, nn.Sequential | nn.ModuleList):
         units.extend(blocks)
-    units.extend(module.heads.values())
-    units.extend(getattr(module, "student_modules", {}).values())
+    for name in ("heads", "student_modules"):
+        group = getattr(module, name, None)
+        if isinstance(group, nn.ModuleDict):
+            units.extend(group.values())
     return units
 
 

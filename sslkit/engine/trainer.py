@@ -143,7 +143,7 @@ class Trainer:
                                         "cpu": cpu_info()})
         self.monitor = RunMonitor(MonitorView(output_dir=output_dir, is_main=self.info.is_main, device=self.info.device,
                                               global_batch=self.global_batch, patch_size=self.parts.backbone.patch_size,
-                                              optimizer=self.optimizer, losses=dict(self.parts.losses.items()),
+                                              optimizer=self.optimizer, losses=self.parts.loss_modules(),
                                               schedule_values=self._schedule_values), resolved)
         self.evaluator = OnlineEvaluator(resolved, self.info)
         self._stop_signal: str | None = None
@@ -200,10 +200,10 @@ class Trainer:
         apply_schedules(self.optimizer, self.groups, s.lr(step), s.weight_decay(step), step)
         with timer.phase("backward"):
             if self.scaler is not None:
-                self.scaler.scale(total).backward()
+                torch.autograd.backward(self.scaler.scale(total))
                 self.scaler.unscale_(self.optimizer)
             else:
-                total.backward()
+                torch.autograd.backward(total)
         with timer.phase("optimizer"):
             params = [p for g in self.groups for p in g.params]
             if r.optim.clip_grad is not None:
@@ -224,7 +224,7 @@ class Trainer:
             if not self.teacher.frozen:
                 ema_update(self.teacher.backbone, self.student.backbone, s.momentum(step))
                 ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
-        for loss in self.parts.losses.values():
+        for loss in self.parts.loss_modules().values():
             loss.commit()  # the step is applied: the losses' pending state (centers) becomes theirs
         terms["total"] = total.detach().float()
         if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm over all shards is a replicated DTensor

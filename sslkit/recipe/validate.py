@@ -170,14 +170,14 @@ def resolve(data: dict[str, Any], locations: Locations, source: str,
     if problems:
         raise RecipeError(problems, header=f"invalid recipe {source}")
     plain = to_dict(recipe)
-    for key, spec in components.items():
-        entry = {"name": spec.component.name}
-        if spec.component.kind == "loss":
-            entry["weight"] = spec.weight
-        if spec.component.kind == "backbone":
-            entry.update({k: getattr(spec, k) for k in INIT_DEFAULTS})
-        entry.update(to_dict(spec.params))
-        entry.update({name: spec_data for name, spec_data in _entry(recipe, key).items() if name in spec.schedules})
+    for key, checked in components.items():
+        entry: dict[str, Any] = {"name": checked.component.name}
+        if checked.component.kind == "loss":
+            entry["weight"] = checked.weight
+        if checked.component.kind == "backbone":
+            entry.update({k: getattr(checked, k) for k in INIT_DEFAULTS})
+        entry.update(to_dict(checked.params))
+        entry.update({name: written for name, written in _entry(recipe, key).items() if name in checked.schedules})
         _set_dotted(plain, key, entry)
     return ResolvedRecipe(recipe, components, plain, source, locations)
 
