@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from sslkit import distributed
 from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
+from sslkit.outputs import Positions
 from sslkit.params import param
 from sslkit_plugins.losses.ibot import per_token_weights
 from sslkit_plugins.losses.sinkhorn_knopp import sinkhorn_knopp
@@ -86,7 +87,7 @@ class PatchPrototypeLoss(Loss):
         if ctx.embed_dim is None:
             raise ValueError("the patch_prototype loss needs the backbone width (BuildContext.embed_dim)")
         self.params = params
-        positions = "masked" if params.mode == "masked" else "all"
+        positions: Positions = "masked" if params.mode == "masked" else "all"
         self.inputs = {
             "student": Output("patches", model="student", positions=positions),
             "teacher": Output("patches", model="teacher", positions=positions),

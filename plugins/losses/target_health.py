@@ -31,7 +31,8 @@ def mean_entropy(probs: Tensor) -> Tensor:
     if probs.shape[0] == 0:
         return probs.new_zeros((), dtype=torch.float32)
     p = probs.float()
-    return -torch.special.xlogy(p, p).sum(dim=-1).mean()
+    entropy: Tensor = -torch.special.xlogy(p, p).sum(dim=-1).mean()
+    return entropy
 
 
 def _used_dimensions(probs: Tensor) -> Tensor:

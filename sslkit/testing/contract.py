@@ -113,12 +113,13 @@ def _check_state_unchanged(loss: Loss, before: dict[str, Tensor]) -> None:
 
 def _forward(loss: Loss, view: StepInputs, ctx: StepContext) -> Tensor:
     try:
-        return loss(view, ctx)
+        value: Tensor = loss(view, ctx)
     except KeyError as exc:
         if "no input" not in str(exc):
             raise
         raise AssertionError(f"{type(loss).__name__} reads an input it does not declare ({exc.args[0]}); declare "
                              "every tensor it reads in self.inputs") from exc
+    return value
 
 
 def assert_loss_contract(loss: Loss, inputs: StepInputs, ctx: StepContext, *,
@@ -144,7 +145,7 @@ def assert_loss_contract(loss: Loss, inputs: StepInputs, ctx: StepContext, *,
     assert bool(torch.isfinite(value)), f"{name} returned a non-finite value: {value.item()}"
     assert value.requires_grad, (f"{name}'s value is not connected to the autograd graph (return e.g. "
                                  "`student.sum() * 0` when the loss is switched off, so that backward works)")
-    value.backward()
+    torch.autograd.backward(value)
     changed = [key for key, tensor in before.items() if not torch.equal(view[key].detach(), tensor)]
     changed += [key for key, saved in modules.items() if _changed(saved, view.module(key).state_dict())]
     assert not changed, f"{name} modified its inputs in place: {', '.join(changed)}"
