@@ -141,8 +141,13 @@ class StepInputs(Mapping[str, Tensor]):
             raise TypeError(f"input {name!r} is a {type(value).__name__}: read a module with inputs.module({name!r})")
         return value
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
     def module(self, name: str) -> nn.Module:
         """A declared request of kind ``backbone`` (a model's backbone, read-only)."""
+        if name not in self._values:
+            raise KeyError(f"no input {name!r}: this loss declared {', '.join(sorted(self._values)) or 'none'}")
         value = self._values[name]
         if not isinstance(value, nn.Module):
             raise TypeError(f"input {name!r} is a tensor, not a module")
