@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -25,10 +25,8 @@ from sslkit.errors import SSLKitError
 from sslkit_plugins.backbones.patch_resize import resize_patch_kernel
 from sslkit_plugins.backbones.pos_embed import resample_grid
 from sslkit_plugins.backbones.vit_params import VIT_SIZES
+from sslkit_plugins.backbones.vit_protocol import ViTLike
 from sslkit_plugins.backbones.vit_transformers import from_transformers, is_transformers_layout
-
-if TYPE_CHECKING:
-    from sslkit_plugins.backbones.vit import ViT
 
 SourceLayout = Literal["auto", "sslkit", "dinov2", "timm", "transformers"]
 #: The layouts a source can be read as (``auto`` detects it from the names).
@@ -58,7 +56,7 @@ def _from_dinov2_names(key: str) -> str:
 
 
 def convert_weights(
-    vit: ViT, state: dict[str, Tensor], layout: str = "auto"
+    vit: ViTLike, state: dict[str, Tensor], layout: str = "auto"
 ) -> tuple[dict[str, Tensor], str, dict[str, str]]:
     """``state`` (any layout of the module doc, or Hugging Face's) in ``vit``'s names and shapes:
     ``(state, layout read, reshaped)``. A position embedding of another grid is resampled (with the
@@ -98,7 +96,7 @@ def convert_weights(
     return state, read, reshaped
 
 
-def _fold_layerscale(vit: ViT, state: dict[str, Tensor], reshaped: dict[str, str]) -> None:
+def _fold_layerscale(vit: ViTLike, state: dict[str, Tensor], reshaped: dict[str, str]) -> None:
     """For a backbone without LayerScale: drop the source's all-ones gammas (timm and transformers
     exports of such a backbone write them) and fold any other gamma into the projection before it
     (``gamma * (W x + b) = (gamma W) x + gamma b``, exact), reporting it as reshaped."""
@@ -118,7 +116,7 @@ def _fold_layerscale(vit: ViT, state: dict[str, Tensor], reshaped: dict[str, str
                     reshaped[key] = f"LayerScale {name} folded in (this backbone has none)"
 
 
-def _fit_pos_embed(vit: ViT, pos: Tensor) -> tuple[Tensor, str]:
+def _fit_pos_embed(vit: ViTLike, pos: Tensor) -> tuple[Tensor, str]:
     """Any square grid, with or without the CLS position -> ``vit``'s ``[1, 1 + h * w, D]`` and a
     note of what changed ("" when nothing did).
 
@@ -172,14 +170,14 @@ _TIMM_LAYERSCALE = 1e-5
 _TIMM_PATCH = 14
 
 
-def _timm_base(vit: ViT) -> str:
+def _timm_base(vit: ViTLike) -> str:
     size = vit.params.size
     if size in _TIMM_DINOV2 and _TIMM_DINOV2[size][3] == vit.ffn_kind:
         return size
     return "giant" if vit.ffn_kind == "swiglu" else "small"
 
 
-def timm_model_name(vit: ViT) -> str:
+def timm_model_name(vit: ViTLike) -> str:
     """The timm entry point whose architecture ``vit`` matches (up to :func:`timm_model_kwargs`),
     e.g. ``vit_small_patch14_dinov2`` or ``vit_base_patch14_reg4_dinov2``."""
     registers = f"_reg{_TIMM_REGISTERS}" if vit.num_register_tokens else ""
@@ -191,7 +189,7 @@ def _timm_hidden(dim: int, ffn: str) -> int:
     return int(dim * 2.66667 * 2) // 2 if ffn == "swiglu" else int(dim * 4.0)
 
 
-def timm_model_kwargs(vit: ViT) -> dict[str, int | float | bool | None]:
+def timm_model_kwargs(vit: ViTLike) -> dict[str, int | float | bool | None]:
     """Keyword arguments for ``timm.create_model(timm_model_name(vit), ...)`` that make timm's
     model match ``vit`` where the entry point's defaults differ (empty for the DINOv2 sizes
     with their default options). ``img_size`` is left to the caller."""
@@ -218,7 +216,7 @@ def timm_model_kwargs(vit: ViT) -> dict[str, int | float | bool | None]:
     return kwargs
 
 
-def to_timm_state_dict(vit: ViT) -> dict[str, Tensor]:
+def to_timm_state_dict(vit: ViTLike) -> dict[str, Tensor]:
     """``vit``'s weights in the layout of ``timm.create_model(timm_model_name(vit), img_size=
     vit.params.img_size, **timm_model_kwargs(vit))``: no ``mask_token``; with registers, the CLS
     position is folded into ``cls_token`` and ``pos_embed`` keeps the patch positions only."""

@@ -13,15 +13,13 @@ and read both that and the 5.x names (``q_proj``..., ``gate_proj`` / ``up_proj``
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sslkit.errors import SSLKitError
-
-if TYPE_CHECKING:
-    from sslkit_plugins.backbones.vit import ViT
+from sslkit_plugins.backbones.vit_protocol import ViTLike
 
 _EMBEDDINGS = {
     "cls_token": "embeddings.cls_token",
@@ -67,7 +65,7 @@ def _split_param(name: str) -> tuple[str, str]:
     return module, leaf
 
 
-def to_transformers(vit: ViT) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def to_transformers(vit: ViTLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """``vit``'s weights in the Hub layout and the ``config.json`` of the model that loads them:
     ``Dinov2Model`` (``Dinov2WithRegistersModel`` with registers) with ``image_size`` = the backbone's
     native grid times the patch, so that no position-embedding interpolation happens at that size.
