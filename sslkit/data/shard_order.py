@@ -44,7 +44,8 @@ class ShardWindowOrder:
             for old in [e for e in self._epochs if e < epoch - 1]:
                 del self._epochs[old]
             shards = torch.randperm(len(self.sizes), generator=seeding.generator(self.seed, "shard_order", epoch))
-            per_window = torch.stack([w.sum() for w in self.sizes[shards].split(self.window)])
+            sizes = self.sizes[shards]
+            per_window = torch.stack([sizes[i : i + self.window].sum() for i in range(0, len(sizes), self.window)])
             self._epochs[epoch] = (shards, torch.cumsum(per_window, 0))
         return self._epochs[epoch]
 

@@ -20,6 +20,7 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -39,6 +40,17 @@ from sslkit.errors import SSLKitError
 
 #: progress(files done, files in all, seconds since the start)
 Progress = Callable[[int, int, float], None]
+
+
+class _ImageFiles(Protocol):
+    """What the writer uses of an ``image_folder`` dataset."""
+
+    labels: list[int]
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def describe(self, index: int) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,8 @@ def write_shards(src: str, dst: str, *, shard_size: int, prefix: str = "train", 
         raise SSLKitError(f"--shard-size must be at least 1, got {shard_size}")
     if not os.path.isdir(src):
         raise SSLKitError(f"source {src!r} {'is not a directory' if os.path.exists(src) else 'does not exist'}")
-    source = dataset_from_path(src)  # an image_folder dataset; a single wrapper folder (train/<class>/) is skipped
+    # an image_folder dataset; a single wrapper folder (train/<class>/) is looked through
+    source = cast(_ImageFiles, dataset_from_path(src))
     paths: list[str] = [source.describe(i) for i in range(len(source))]
     labels: list[int] = list(source.labels)
     order = list(range(len(paths))) if seed is None else \
