@@ -27,7 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from sslkit.errors import SSLKitError
 from sslkit.outputs import Masking, Output, StepInputs
+from sslkit.state_loading import LoadResult, load_by_name
 from sslkit.step_data import BackboneOutput, Crops
 
 __all__ = ["Augmentation", "Backbone", "BackboneOutput", "BuildContext", "CropPolicy", "Crops", "Head",
@@ -79,6 +81,15 @@ class Backbone(nn.Module):
         e.g. the mask token of iBOT-style masked image modelling. The engine freezes them when no
         loss asks for masks: they would receive no gradient, which DDP cannot reduce. Default: none."""
         return []
+
+    def load_external_weights(self, state: dict[str, Tensor], layout: str = "auto") -> LoadResult:
+        """Load ``state`` (``init_from``) into this backbone and report what was loaded: by default the
+        tensors whose names and shapes equal this module's; backbones that know other layouts (the
+        ``vit``: DINOv2 releases, timm, Hugging Face) convert first."""
+        if layout != "auto":
+            raise SSLKitError(f"init_format {layout!r}: backbone {type(self).__name__} reads only its own names "
+                              "(init_format: auto)")
+        return load_by_name(self, state)
 
     def export_weights(self) -> tuple[dict[str, Tensor], dict[str, str]]:
         """Weights in the layout the wider ecosystem loads (e.g. timm's), with metadata such as

@@ -1,15 +1,16 @@
-"""The DINOv2 Vision Transformer backbone ``vit`` (reference section 7).
+"""The DINOv2 Vision Transformer backbone ``vit`` (Oquab et al. 2023, section 4; ViT: Dosovitskiy et al. 2021).
 
 Tokens: ``[CLS, registers..., patches...]``. The CLS token and the patches get a learned
 position embedding (``pos_embed`` holds the CLS position first, then the patch grid, as in
 DINOv2); registers get none. A learnable ``mask_token`` replaces the patch embedding of masked
-patches before the position embedding is added (iBOT, reference section 1 step 3).
+patches before the position embedding is added (iBOT, Zhou et al. 2022, section 3.2).
 Pre-norm blocks with LayerScale and drop-path, final LayerNorm (eps 1e-6).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,7 +18,8 @@ from torch import Tensor, nn
 
 from sslkit.components import Backbone, BackboneOutput, BuildContext
 from sslkit.errors import SSLKitError
-from sslkit.weights import LoadResult, load_by_name
+from sslkit.outputs import Masking
+from sslkit.state_loading import LoadResult, load_by_name
 from sslkit_plugins.backbones.layer_ids import transformer_layer_id
 from sslkit_plugins.backbones.pos_embed import resample_grid
 from sslkit_plugins.backbones.vit_blocks import LAYER_NORM_EPS, Block, Mlp, PatchEmbed, SwiGLU, swiglu_hidden_dim
@@ -40,7 +42,9 @@ class ViT(Backbone):
     """
 
     supports_masking = True
+    supports_token_dropping = True
     supports_patch_tokens = True
+    supports_block_outputs = True
 
     def __init__(self, params: ViTParams, ctx: BuildContext | None = None) -> None:
         super().__init__()
@@ -108,8 +112,15 @@ class ViT(Backbone):
         )
         return torch.cat([self.pos_embed[:, :1], patches], dim=1)
 
-    def prepare_tokens(self, images: Tensor, masks: Tensor | None = None) -> Tensor:
-        """Patch embedding, mask token, position embedding, CLS and register tokens -> ``[B, 1 + R + N, D]``."""
+    def prepare_tokens(self, images: Tensor, masks: Tensor | None = None, masking: Masking = "replace",
+                       ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+        """Patch embedding, mask token, position embedding, CLS and register tokens -> ``[B, 1 + R + N, D]``.
+
+        With ``masking="drop"`` the masked patches are removed instead (after the position embedding,
+        so every kept patch keeps its position): the sequence is ``[B, 1 + R + L, D]`` with ``L`` the
+        largest count of kept patches, shorter rows padded; also returned are the kept patches' grid
+        indices ``[B, L]`` with which of them are real (not padding), and the attention mask
+        ``[B, 1, 1, 1 + R + L]`` (False for padding), both ``None`` otherwise."""
         b, _, height, width = images.shape
         p = self.patch_size
         if height % p or width % p:
@@ -126,21 +137,39 @@ class ViT(Backbone):
                     f"vit: masks of shape {tuple(masks.shape)} for {b} images of {grid[0]}x{grid[1]} "
                     f"patches; expected ({b}, {grid[0] * grid[1]})"
                 )
-            x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
+            if masking == "replace":
+                x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
         pos = self.position_embedding(grid)
+        x = x + pos[:, 1:]
+        kept = attn_mask = None
+        if masks is not None and masking == "drop":
+            x, index, valid = _drop_masked(x, masks)
+            kept = (index, valid)
+            prefix = torch.ones(b, 1 + self.num_register_tokens, dtype=torch.bool, device=x.device)
+            attn_mask = torch.cat([prefix, valid], dim=1)[:, None, None, :]
         tokens = [(self.cls_token + pos[:, :1]).expand(b, -1, -1)]
         if self.reg_token is not None:
             tokens.append(self.reg_token.expand(b, -1, -1))
-        tokens.append(x + pos[:, 1:])
-        return torch.cat(tokens, dim=1)
+        tokens.append(x)
+        return torch.cat(tokens, dim=1), kept, attn_mask
 
-    def forward(self, images: Tensor, masks: Tensor | None = None) -> BackboneOutput:
-        x = self.prepare_tokens(images, masks)
-        for block in self.blocks:
-            x = block(x)
-        x = self.norm(x)
+    def forward(self, images: Tensor, masks: Tensor | None = None, *, masking: Masking = "replace",
+                blocks: Sequence[int] = ()) -> BackboneOutput:
+        """Normalised CLS, patch and register tokens; ``blocks``: block indices whose patch outputs
+        (before the final norm) are returned too. After ``masking="drop"`` patch rows of dropped
+        patches are zero."""
+        x, kept, attn_mask = self.prepare_tokens(images, masks, masking)
         r = self.num_register_tokens
-        return BackboneOutput(cls=x[:, 0], patches=x[:, 1 + r :], registers=x[:, 1 : 1 + r] if r else None)
+        n_patches = (images.shape[-2] // self.patch_size) * (images.shape[-1] // self.patch_size)
+        wanted = set(blocks)
+        intermediate: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x, attn_mask)
+            if i in wanted:
+                intermediate[i] = _scatter_kept(x[:, 1 + r :], kept, n_patches)
+        x = self.norm(x)
+        return BackboneOutput(cls=x[:, 0], patches=_scatter_kept(x[:, 1 + r :], kept, n_patches),
+                              registers=x[:, 1 : 1 + r] if r else None, blocks=intermediate)
 
     def mask_only_parameters(self) -> list[str]:
         """The mask token: it replaces masked patch embeddings and is unused without masks."""
@@ -148,7 +177,8 @@ class ViT(Backbone):
 
     def layer_id(self, param_name: str) -> int:
         """0 for patch_embed / pos_embed / cls_token / mask_token / reg_token, ``i + 1`` for
-        ``blocks.i``, ``num_layers + 1`` for the final norm (reference section 6)."""
+        ``blocks.i``, ``num_layers + 1`` for the final norm (layer-wise lr decay: BEiT, Bao et al. 2022, appendix;
+        DINOv2's training code)."""
         return transformer_layer_id(param_name, self.num_layers)
 
     def export_weights(self) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -178,3 +208,26 @@ class ViT(Backbone):
         mask token: this backbone keeps its own (reported missing)."""
         converted, read, reshaped = convert_weights(self, state, layout)
         return load_by_name(self, converted, layout=read, reshaped=reshaped, description=describe(converted))
+
+
+def _drop_masked(patches: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The unmasked patches of each row moved to the front in grid order ``[B, L, D]`` (``L``: the
+    largest count of unmasked patches; shorter rows padded with some of their masked patches, which the
+    attention mask hides), their grid indices ``[B, L]`` (distinct within a row) and which entries are
+    real ``[B, L]``."""
+    counts = (~masks).sum(dim=1)
+    length = int(counts.max())
+    order = torch.argsort(masks.to(torch.int8), dim=1, stable=True)[:, :length]  # unmasked first, in order
+    valid = torch.arange(length, device=masks.device).unsqueeze(0) < counts.unsqueeze(1)
+    gathered = torch.gather(patches, 1, order.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+    return gathered, order, valid
+
+
+def _scatter_kept(tokens: Tensor, kept: tuple[Tensor, Tensor] | None, n_patches: int) -> Tensor:
+    """Tokens of the kept patches back at their grid positions ``[B, N, D]`` (zeros elsewhere)."""
+    if kept is None:
+        return tokens
+    index, valid = kept
+    out = tokens.new_zeros(tokens.shape[0], n_patches, tokens.shape[-1])
+    real = tokens * valid.unsqueeze(-1).to(tokens.dtype)  # padding rows sit at masked positions: zero them
+    return out.scatter(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]), real)

@@ -22,7 +22,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file or run directory")
     p.add_argument("--out", required=True, type=Path,
                    help="output: .safetensors file (timm), folder (transformers) or .pt2 file (torchscript)")
-    p.add_argument("--which", choices=("teacher", "student"), default="teacher", help="which backbone")
+    p.add_argument("--which", choices=("auto", "teacher", "student"), default="auto",
+                   help="which backbone: auto (default) is the trained model: the EMA teacher, or the student of a "
+                        "distillation run (teacher.mode: frozen)")
     p.add_argument("--format", dest="fmt", choices=("timm", "transformers", "torchscript"), default="timm",
                    help="output format (default: timm)")
     p.add_argument("--image-size", type=int, default=None,
@@ -37,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     backbone, resolved, step = load_backbone(args.checkpoint, args.which)
     image_size = args.image_size or int(resolved.recipe.data.augmentation.get("global_crop_size", 224))
     in_chans = int(getattr(getattr(backbone, "params", None), "in_chans", 3))
-    metadata = {"sslkit_step": str(step), "sslkit_which": args.which}
+    which = args.which if args.which != "auto" else ("student" if resolved.recipe.teacher.mode == "frozen"
+                                                     else "teacher")
+    metadata = {"sslkit_step": str(step), "sslkit_which": which}
     summary = export_backbone(backbone, args.fmt, args.out, metadata, image_size, in_chans)
     print(json.dumps(summary))
     return 0

@@ -113,8 +113,12 @@ def _schedule_bindings(resolved: ResolvedRecipe, weights: dict[str, float]) -> l
     return bindings
 
 
-def build_components(resolved: ResolvedRecipe, registry: Registry | None = None) -> Components:
-    """Build every component of ``resolved`` (models on the CPU; the trainer moves them)."""
+def build_components(resolved: ResolvedRecipe, registry: Registry | None = None, *, resuming: bool = False,
+                     announce: bool = True) -> Components:
+    """Build every component of ``resolved`` (models on the CPU; the trainer moves them).
+
+    ``resuming``: the run continues from its own checkpoint, so ``model.backbone.init_from`` is not read
+    (the checkpoint's weights replace it anyway); ``announce``: log the load reports (the main process)."""
     registry = registry or get_registry()
     recipe = resolved.recipe
     ctx = BuildContext(seed=recipe.run.seed, heads=(*recipe.model.heads, *recipe.model.student_modules),
@@ -126,9 +130,9 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None)
     backbone = _build(resolved, "model.backbone", ctx)
     reports: dict[str, InitReport] = {}
     spec = resolved.spec("model.backbone")
-    if spec.init_from is not None:  # before the EMA teacher copies the student: both start from these weights
+    if spec.init_from is not None and not resuming:  # before the EMA teacher copies it: both start from these
         reports["backbone"] = initialise(backbone, spec.init_from, spec.init_min_fraction, spec.init_format,
-                                         log=log.info)
+                                         log=log.info if announce else None)
     teacher_ctx = ctx
     ctx = replace(ctx, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size)
     head_list: dict[str, Head] = {name: _build(resolved, f"model.heads.{name}", ctx) for name in recipe.model.heads}
@@ -142,7 +146,7 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None)
     backbones = {"student": backbone, "teacher": teacher_backbone or backbone}
     plan = build_plan(loss_list, backbones, head_list, module_list, registry, resolved.source, resolved.locations,
                       teacher_heads=dict(teacher_heads.items()) if teacher_heads is not None else None)
-    if teacher_backbone is not None and teacher_heads is not None:
+    if teacher_backbone is not None and teacher_heads is not None and not resuming:  # else: the checkpoint's
         t = recipe.teacher
         assert t.init_from is not None  # validated: a frozen teacher needs weights
         reports["teacher"] = load_frozen_teacher(teacher_backbone, teacher_heads, t.init_from, t.init_min_fraction,

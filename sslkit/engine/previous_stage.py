@@ -3,8 +3,8 @@ start from the stage's last checkpoint (DINOv2's high-resolution adaptation, Oqu
 appendix B.2: "we initialise the model with the pretrained weights then train it for 10k iterations
 with the same procedure").
 
-Backbones load through their ``load_external_weights`` when they have one (the ``vit`` resamples its
-position embedding to this recipe's image size and resizes its patch kernel), else by name; every other
+Backbones load through their ``load_external_weights`` (the ``vit`` resamples its position embedding
+to this recipe's image size and resizes its patch kernel; others load by name); every other
 tensor (heads, student-only modules, the losses' state such as centers) must match by name and shape.
 The optimizer and the schedules are not taken: the stage's recipe starts them afresh.
 """
@@ -17,17 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sslkit.components import Backbone
 from sslkit.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from sslkit.errors import SSLKitError
-from sslkit.weights import LoadResult, load_by_name
 
 REPORT_FILE = "stage_init_report.json"
-
-
-def _load_backbone(backbone: nn.Module, state: dict[str, Tensor]) -> LoadResult:
-    loader = getattr(backbone, "load_external_weights", None)
-    result: LoadResult = loader(state, "sslkit") if loader is not None else load_by_name(backbone, state)
-    return result
 
 
 def _load_rest(module: nn.Module, state: dict[str, Tensor], side: str, source: Path) -> int:
@@ -62,7 +56,8 @@ def continue_from(student: nn.Module, teacher: nn.Module, source: str) -> dict[s
         state: dict[str, Tensor] = payload[side]
         backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         own_backbone = module.get_submodule("backbone")
-        result = _load_backbone(own_backbone, backbone)
+        assert isinstance(own_backbone, Backbone)
+        result = own_backbone.load_external_weights(backbone, "auto")
         if result.missing or result.mismatched:
             raise SSLKitError(f"init_from {source}: the {side} backbone does not fit this recipe's (missing: "
                               f"{', '.join(result.missing[:6]) or 'none'}; mismatched: "

@@ -24,6 +24,7 @@ from sslkit import seeding
 from sslkit.components import Crops, StepContext
 from sslkit.data.loader import TrainBatch, build_train_loader
 from sslkit.engine.build import Components, build_components
+from sslkit.engine.checkpoint import list_checkpoints
 from sslkit.engine.ema import ema_update
 from sslkit.engine.evaluation import OnlineEvaluator
 from sslkit.engine.masking import step_masks
@@ -102,7 +103,8 @@ class Trainer:
         self.strategy = resolve_strategy(r.train.strategy, self.info.world_size)
         self.global_batch = r.data.batch_size * self.info.world_size
         torch.manual_seed(seeding.derive_seed(r.run.seed, "init"))
-        self.parts: Components = build_components(resolved)
+        self.parts: Components = build_components(resolved, resuming=bool(list_checkpoints(output_dir)),
+                                                  announce=self.info.is_main)
         self.student = Student(self.parts.backbone, self.parts.heads, self.parts.student_modules,
                                self.parts.losses).to(self.info.device)
         if self.parts.teacher_backbone is not None and self.parts.teacher_heads is not None:  # teacher.mode: frozen

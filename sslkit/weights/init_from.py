@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from torch import nn
-
+from sslkit.components import Backbone
 from sslkit.errors import SSLKitError
-from sslkit.weights.loading import LoadResult, load_by_name
 from sslkit.weights.report import InitReport
 from sslkit.weights.sources import read_weights
 
@@ -26,7 +24,7 @@ DEFAULT_MIN_FRACTION = 0.9
 
 
 def initialise(
-    backbone: nn.Module,
+    backbone: Backbone,
     source: str | Path,
     min_fraction: float = DEFAULT_MIN_FRACTION,
     layout: str = "auto",
@@ -38,14 +36,7 @@ def initialise(
     if not 0.0 <= min_fraction <= 1.0:
         raise SSLKitError(f"init_min_fraction must be in [0, 1], got {min_fraction}")
     weights = read_weights(source)
-    loader = getattr(backbone, "load_external_weights", None)
-    if loader is not None:
-        result: LoadResult = loader(weights.state, layout)
-    elif layout == "auto":
-        result = load_by_name(backbone, weights.state)
-    else:
-        raise SSLKitError(f"init_format {layout!r}: backbone {type(backbone).__name__} reads only its own names "
-                          "(init_format: auto)")
+    result = backbone.load_external_weights(weights.state, layout)
     own = backbone.state_dict()
     loaded = set(result.loaded)
     report = InitReport(
