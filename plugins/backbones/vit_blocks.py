@@ -1,4 +1,5 @@
-"""Building blocks of the DINOv2 Vision Transformer (reference section 7).
+"""Building blocks of the DINOv2 Vision Transformer (ViT: Dosovitskiy et al. 2021, eq. 1-4; LayerScale: Touvron et
+al. 2021; SwiGLU: Shazeer 2020).
 
 Module and parameter names follow timm's ``VisionTransformer`` (``attn.qkv``, ``attn.proj``,
 ``ls1.gamma``, ``mlp.fc1`` / ``mlp.fc2``), so that weights convert to and from timm by renaming
@@ -47,6 +48,19 @@ def _cpu_reduced_precision(x: Tensor) -> bool:
     return x.device.type == "cpu" and (torch.is_autocast_enabled("cpu") or x.dtype in (torch.bfloat16, torch.float16))
 
 
+def scaled_linear(x: Tensor, linear: nn.Linear, scale: Tensor | None) -> Tensor:
+    """``linear(x) * scale`` (per output channel), computed as one linear layer with the scale folded
+    into its weight and bias: ``x (s W)^T + s b``. The same function and gradients as the separate
+    multiply (LayerScale: Touvron et al. 2021, CaiT, section 2.1, a diagonal matrix applied to the branch
+    output), without the elementwise pass over every token forward and the two backward: scaling the
+    ``[out, in]`` weight is cheaper than scaling the ``[tokens, out]`` output as soon as there are more
+    tokens than input channels."""
+    if scale is None:
+        return linear(x)
+    bias = linear.bias * scale if linear.bias is not None else None
+    return F.linear(x, linear.weight * scale.unsqueeze(-1), bias)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection: ``softmax(q k^T / sqrt(d)) v`` per head.
 
@@ -77,14 +91,15 @@ class Attention(nn.Module):
             return x.shape[1] <= self.EXPLICIT_MAX_TOKENS and _cpu_reduced_precision(x)
         return self.kernel == "explicit"
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        """``attn_mask``: optional bool ``[B, 1, 1, N]``, False for padding keys (never attended to)."""
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, out_scale: Tensor | None = None) -> Tensor:
+        """``attn_mask``: optional bool ``[B, 1, 1, N]``, False for padding keys (never attended to);
+        ``out_scale``: optional per-channel scale of the output (LayerScale, folded into ``proj``)."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         attend = _explicit_attention if self._use_explicit(x) else F.scaled_dot_product_attention
         x = attend(q, k, v) if attn_mask is None else attend(q, k, v, attn_mask=attn_mask)  # scale 1 / sqrt(d)
-        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+        return scaled_linear(x.transpose(1, 2).reshape(b, n, d), self.proj, out_scale)
 
 
 class Mlp(nn.Module):
@@ -96,8 +111,9 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x: Tensor, out_scale: Tensor | None = None) -> Tensor:
+        """``out_scale``: optional per-channel scale of the output (LayerScale, folded into ``fc2``)."""
+        return scaled_linear(self.act(self.fc1(x)), self.fc2, out_scale)
 
 
 def swiglu_hidden_dim(dim: int, mlp_ratio: float) -> int:
@@ -114,13 +130,15 @@ class SwiGLU(nn.Module):
         self.fc1 = nn.Linear(dim, 2 * hidden)
         self.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, out_scale: Tensor | None = None) -> Tensor:
+        """``out_scale``: optional per-channel scale of the output (LayerScale, folded into ``fc2``)."""
         a, b = self.fc1(x).chunk(2, dim=-1)
-        return self.fc2(F.silu(a) * b)
+        return scaled_linear(F.silu(a) * b, self.fc2, out_scale)
 
 
 class LayerScale(nn.Module):
-    """Per-channel learnable scale ``gamma`` (initialised to ``init_value``)."""
+    """Per-channel learnable scale ``gamma`` (initialised to ``init_value``). :class:`Block` folds it
+    into the last linear layer of each branch (:func:`scaled_linear`) instead of calling it."""
 
     def __init__(self, dim: int, init_value: float) -> None:
         super().__init__()
@@ -143,7 +161,8 @@ SUBSET_DROP_PATH_ABOVE = 0.1
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + ls1(attn(norm1(x)))``, then ``x + ls2(mlp(norm2(x)))``.
+    """Pre-norm transformer block: ``x + ls1(attn(norm1(x)))``, then ``x + ls2(mlp(norm2(x)))``
+    (each LayerScale folded into its branch's last linear layer, :func:`scaled_linear`).
 
     Drop-path (training only) drops each residual branch per sample. Above a rate of 0.1 it
     follows DINOv2's faster form: the branch runs on a random subset of
@@ -171,10 +190,10 @@ class Block(nn.Module):
         self.drop_path_rate = drop_path_rate
 
     def _attn_branch(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        return self.ls1(self.attn(self.norm1(x), attn_mask))
+        return self.attn(self.norm1(x), attn_mask, _gamma(self.ls1))
 
     def _mlp_branch(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        return self.ls2(self.mlp(self.norm2(x)))
+        return self.mlp(self.norm2(x), _gamma(self.ls2))
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         """``attn_mask``: optional bool ``[B, 1, 1, N]``, False for padding tokens (sequences of
@@ -188,6 +207,11 @@ class Block(nn.Module):
             return x + drop_path(self._mlp_branch(x), rate)
         x = x + self._attn_branch(x, attn_mask)
         return x + self._mlp_branch(x)
+
+
+def _gamma(layer_scale: nn.Module) -> Tensor | None:
+    """The LayerScale's ``gamma``, or ``None`` without LayerScale (``nn.Identity``)."""
+    return layer_scale.gamma if isinstance(layer_scale, LayerScale) else None
 
 
 def _add_on_subset(x: Tensor, branch: Callable[[Tensor, Tensor | None], Tensor], rate: float,

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sslkit_plugins.backbones.vit_blocks import (
     Attention,
@@ -150,3 +151,24 @@ def test_block_drop_path_is_random_in_training_for_both_forms() -> None:
 def test_block_without_layerscale_has_no_gamma() -> None:
     block = Block(8, 2, Mlp(8, 16), qkv_bias=True, layerscale_init=None, drop_path_rate=0.0)
     assert not any(name.endswith("gamma") for name, _ in block.named_parameters())
+
+
+@pytest.mark.parametrize("ffn", [Mlp, SwiGLU])
+def test_block_folded_layerscale_gives_the_gradients_of_the_separate_multiply(ffn: type[nn.Module]) -> None:
+    """The block folds each LayerScale into its branch's last linear layer: output and every parameter's
+    gradient (gammas, weights, biases) equal those of ``x + ls(branch(x))`` computed step by step."""
+    torch.manual_seed(0)
+    block = Block(16, 2, ffn(16, 32), qkv_bias=True, layerscale_init=0.5, drop_path_rate=0.0)
+    with torch.no_grad():
+        block.ls1.gamma.uniform_(0.1, 2.0)
+        block.ls2.gamma.uniform_(0.1, 2.0)
+    x = torch.randn(3, 5, 16)
+    weights = torch.randn(3, 5, 16)
+    (block(x) * weights).sum().backward()
+    folded = {name: p.grad.clone() for name, p in block.named_parameters()}
+    block.zero_grad()
+    y = x + block.ls1(block.attn(block.norm1(x)))  # no out_scale: the plain projection, then LayerScale
+    y = y + block.ls2(block.mlp(block.norm2(y)))
+    (y * weights).sum().backward()
+    for name, p in block.named_parameters():
+        torch.testing.assert_close(folded[name], p.grad, msg=lambda m, name=name: f"{name}: {m}")
