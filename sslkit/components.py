@@ -215,7 +215,13 @@ class ParamGroupPolicy(Protocol):
 
 @runtime_checkable
 class ImageDataset(Protocol):
-    """A map-style dataset of ``(PIL.Image in RGB, label)``; label is -1 when unlabelled."""
+    """A map-style dataset of ``(PIL.Image in RGB, label)``; label is -1 when unlabelled.
+
+    Optionally ``epoch_order(seed) -> sslkit.data.sampler.EpochOrder | None``: the order in which the
+    training loader visits the indices of each epoch (e.g. shard-local windows for sharded data); it
+    must be a function of (seed, epoch) only, so that batches stay independent of the number of
+    processes and workers and a resumed run continues exactly. Without it: a uniform shuffle.
+    """
 
     classes: list[str]
 
