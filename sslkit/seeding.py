@@ -7,6 +7,7 @@ number of processes or loader workers, and what makes a resumed run continue exa
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -35,7 +36,10 @@ def _splitmix64(x: int) -> int:
     return (x ^ (x >> 31)) & _MASK63
 
 
-def sample_seeds(seed: int, step: int, global_indices: Tensor | list[int]) -> Tensor:
-    """One int64 seed per image from (run seed, step, index of the image in the global batch)."""
+def sample_seeds(seed: int, step: int, global_indices: Iterable[int] | Tensor) -> Tensor:
+    """One int64 seed per image from (run seed, step, index of the image in the global batch).
+
+    ``global_indices``: any iterable of ints (a ``range``, a list) or a 1-D integer tensor.
+    """
     base = derive_seed(seed, step, "sample")
     return torch.tensor([_splitmix64(base ^ int(i)) for i in global_indices], dtype=torch.int64)

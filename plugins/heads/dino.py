@@ -97,4 +97,5 @@ class DINOHead(Head):
     def forward(self, x: Tensor) -> Tensor:
         x = self.mlp(x)
         eps = 1e-6 if x.dtype == torch.float16 else 1e-12
-        return self.last_layer(F.normalize(x, dim=-1, eps=eps))
+        logits: Tensor = self.last_layer(F.normalize(x, dim=-1, eps=eps))  # Module.__call__ returns Any
+        return logits

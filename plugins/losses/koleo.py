@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from sslkit import distributed
 from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
@@ -66,18 +67,24 @@ def koleo(features: Tensor, eps: float = 1e-8) -> Tensor:
     return -torch.log(distances + eps).mean(dim=-1)
 
 
+class _GroupGatherCtx(FunctionCtx):
+    """The autograd context of :class:`_GroupGather`: the process group forward gathered within."""
+
+    group: dist.ProcessGroup
+
+
 class _GroupGather(torch.autograd.Function):
     """All-gather along dim 0 within ``group``; backward sums the group's gradients for each slice."""
 
     @staticmethod
-    def forward(ctx, tensor: Tensor, group: dist.ProcessGroup) -> Tensor:  # type: ignore[override]
+    def forward(ctx: _GroupGatherCtx, tensor: Tensor, group: dist.ProcessGroup) -> Tensor:
         ctx.group = group
         parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
         dist.all_gather(parts, tensor.contiguous(), group=group)
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: _GroupGatherCtx, grad: Tensor) -> tuple[Tensor, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
         n = grad.shape[0] // dist.get_world_size(ctx.group)
@@ -93,7 +100,7 @@ class KoLeoLoss(Loss):
     crop-major).
     """
 
-    def __init__(self, params: KoLeoLossParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: KoLeoLossParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         self.inputs = {"student": Output("cls", model="student", crops="global")}
@@ -112,8 +119,8 @@ class KoLeoLoss(Loss):
             raise ValueError(f"koleo: group_size {size} does not divide the number of processes {world}")
         if self._group is None:
             for start in range(0, world, size):
-                group = dist.new_group(list(range(start, start + size)))
-                if start <= distributed.rank() < start + size:
+                group = dist.new_group(list(range(start, start + size)))  # NON_GROUP_MEMBER on other ranks
+                if isinstance(group, dist.ProcessGroup) and start <= distributed.rank() < start + size:
                     self._group = group
         return self._group
 

@@ -99,6 +99,8 @@ class TeacherTargetLoss(Loss):
     centering, ``center_norm``.
     """
 
+    center: Tensor | None  # a buffer (None without centering)
+
     def __init__(self, loss: str, settings: TeacherTargetSettings, ctx: BuildContext) -> None:
         super().__init__()
         self.settings = settings
@@ -120,7 +122,7 @@ class TeacherTargetLoss(Loss):
 
     def commit(self) -> None:
         """The step is applied: its center update becomes the center."""
-        if self._pending_center is not None:
+        if self._pending_center is not None and self.center is not None:
             self.center.copy_(self._pending_center)
             self._pending_center = None
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from sslkit.components import Backbone, BuildContext, ParamGroup
+from sslkit.errors import SSLKitError
 from sslkit.params import param
 from sslkit_plugins.param_groups.grouping import merge, trainable_params
 
@@ -53,22 +54,25 @@ class DINOv2Groups:
     ``layer_3/decay``, ``layer_0/patch_embed/decay``, ``layer_25/decay/frozen_1250``.
     """
 
-    def __init__(self, params: DINOv2GroupsParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: DINOv2GroupsParams, ctx: BuildContext) -> None:
         self.params = params
-        self.epoch_length = (ctx or BuildContext()).epoch_length
+        self.epoch_length = ctx.epoch_length
 
     def groups(self, model: nn.Module) -> list[ParamGroup]:
         """One group per distinct (lr multiplier, weight-decay multiplier, frozen steps)."""
-        backbone: Backbone = model.backbone
+        backbone = model.backbone
+        if not isinstance(backbone, Backbone):
+            raise SSLKitError(f"param_groups dinov2: the model's 'backbone' is a {type(backbone).__name__}, not an "
+                              "sslkit Backbone; layer-wise lr decay needs Backbone.num_layers and layer_id()")
         top = backbone.num_layers + 1
-        entries = []
+        entries: list[tuple[tuple[float, float, int], tuple[int, bool], nn.Parameter]] = []
         for p in trainable_params(model, self.epoch_length):
             layer = backbone.layer_id(p.local_name) if p.part == "backbone" else top
             patch_embed = p.part == "backbone" and "patch_embed" in p.local_name.split(".")
             lr = self.params.layer_decay ** (top - layer) * (self.params.patch_embed_lr_mult if patch_embed else 1.0)
             key = (lr, 0.0 if p.no_decay else 1.0, p.frozen_steps)
             entries.append((key, (layer, patch_embed), p.param))
-        result = []
+        result: list[ParamGroup] = []
         for (lr, wd, frozen), labels, params in merge(entries):
             name = _layers_label(sorted({layer for layer, _ in labels}))
             if all(patch_embed for _, patch_embed in labels):

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from torch import nn
 
 from sslkit.components import Head
 from sslkit.errors import SSLKitError
+
+K = TypeVar("K", bound=Hashable)  # a group key: the group's optimizer settings
+L = TypeVar("L")  # a label the caller names the group from
 
 #: the student's children whose modules may freeze parameters (``Head.frozen_for_steps``)
 FREEZING_PARTS = ("heads", "student_modules")
@@ -90,15 +94,13 @@ def trainable_params(model: nn.Module, epoch_length: int) -> list[TrainableParam
     return result
 
 
-def merge(
-    entries: Iterable[tuple[Hashable, Hashable, nn.Parameter]],
-) -> list[tuple[Hashable, list[Hashable], list[nn.Parameter]]]:
+def merge(entries: Iterable[tuple[K, L, nn.Parameter]]) -> list[tuple[K, list[L], list[nn.Parameter]]]:
     """Group ``(key, label, param)`` entries by key, in order of first appearance.
 
     Returns ``(key, distinct labels in order, params)`` per key; the caller names the group
-    from its labels.
+    from its labels. Keys must be hashable; labels are compared with ``==``.
     """
-    groups: dict[Hashable, tuple[list[Hashable], list[nn.Parameter]]] = {}
+    groups: dict[K, tuple[list[L], list[nn.Parameter]]] = {}
     for key, label, param in entries:
         labels, params = groups.setdefault(key, ([], []))
         if label not in labels:

@@ -42,20 +42,20 @@ class TwoGroup:
     ``fixed_weight_decay``; no-decay groups stay at 0. Use it only to measure the bug's effect.
     """
 
-    def __init__(self, params: TwoGroupParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: TwoGroupParams, ctx: BuildContext) -> None:
         self.params = params
-        self.epoch_length = (ctx or BuildContext()).epoch_length
+        self.epoch_length = ctx.epoch_length
 
     def groups(self, model: nn.Module) -> list[ParamGroup]:
         """Decay / no-decay (and frozen) groups; ordered decay first, backbone first."""
         buggy = self.params.schedule_first_group_only
-        entries = []
+        entries: list[tuple[tuple[bool, bool, int, str], None, nn.Parameter]] = []
         for p in trainable_params(model, self.epoch_length):
             section = ("backbone" if p.part == "backbone" else "heads") if buggy else ""
             # sorting the keys puts the backbone first, then decay before no-decay, then the frozen groups
             key = (section != "backbone", p.no_decay, p.frozen_steps, section)
             entries.append((key, None, p.param))
-        result = []
+        result: list[ParamGroup] = []
         for (_, no_decay, frozen, section), _, params in sorted(merge(entries), key=lambda group: group[0]):
             parts = (section, f"frozen_{frozen}" if frozen else "", "no_decay" if no_decay else "decay")
             name = "/".join(filter(None, parts))

@@ -49,7 +49,7 @@ class ${cls}Params:
 class $cls:
     """Masks ``[n, h * w]`` with exactly ``round(ratio * h * w)`` True entries per row."""
 
-    def __init__(self, params: ${cls}Params, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: ${cls}Params, ctx: BuildContext) -> None:
         self.params = params
 
     def generate(self, n: int, grid: tuple[int, int], generator: torch.Generator) -> Tensor:

@@ -53,7 +53,7 @@ def test_builtin_losses_pass_and_report_their_gradients(step: RandomStep) -> Non
     assert dino.received_gradient("student") and set(dino.grads) == {"student"}
     ibot = check(IBOTLoss(IBOTLossParams(head="dino"), BuildContext(head_dims={"dino": 16})), step)
     assert ibot.received_gradient("student")
-    assert check(KoLeoLoss(KoLeoLossParams()), step).received_gradient("student")
+    assert check(KoLeoLoss(KoLeoLossParams(), BuildContext()), step).received_gradient("student")
     for mode in ("masked", "all"):
         loss = PatchPrototypeLoss(PatchPrototypeLossParams(mode=mode), BuildContext(embed_dim=32))
         assert check(loss, step).received_gradient("student")

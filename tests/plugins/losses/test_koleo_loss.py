@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sslkit.components import Output, StepContext, StepInputs
+from sslkit.components import BuildContext, Output, StepContext, StepInputs
 from sslkit_plugins.losses.koleo import KoLeoLoss, KoLeoLossParams, koleo
 
 D = 4
@@ -50,7 +50,7 @@ def naive_koleo(features: torch.Tensor, n_global: int, eps: float = 1e-8) -> flo
 def test_matches_the_formula(n_global: int, batch: int) -> None:
     torch.manual_seed(batch)
     features = torch.randn(n_global * batch, D) * 3
-    value = KoLeoLoss(KoLeoLossParams())(outputs(features), step(batch, n_global))
+    value = KoLeoLoss(KoLeoLossParams(), BuildContext())(outputs(features), step(batch, n_global))
     assert math.isclose(value.item(), naive_koleo(features, n_global), rel_tol=1e-5)
 
 
@@ -59,7 +59,7 @@ def test_crops_are_separate_sets() -> None:
     # the other view (distance 0); per crop index the loss stays finite and small
     torch.manual_seed(0)
     view = torch.randn(4, D)
-    value = KoLeoLoss(KoLeoLossParams())(outputs(torch.cat([view, view])), step(4))
+    value = KoLeoLoss(KoLeoLossParams(), BuildContext())(outputs(torch.cat([view, view])), step(4))
     assert math.isclose(value.item(), naive_koleo(view, 1), rel_tol=1e-5)
     assert value.item() < 5
 
@@ -76,7 +76,7 @@ def test_duplicates_give_minus_log_eps_and_finite_gradients() -> None:
 def test_gradient_matches_the_direct_formula() -> None:
     torch.manual_seed(1)
     features = torch.randn(2 * 6, D, requires_grad=True)
-    KoLeoLoss(KoLeoLossParams())(outputs(features), step(6)).backward()
+    KoLeoLoss(KoLeoLossParams(), BuildContext())(outputs(features), step(6)).backward()
     reference = features.detach().clone().requires_grad_(True)
     terms = []
     for c in range(2):
@@ -92,13 +92,13 @@ def test_spread_features_have_lower_loss() -> None:
     torch.manual_seed(2)
     spread = torch.eye(D).repeat(2, 1)  # per crop: D orthogonal directions
     clustered = torch.ones(2 * D, D) + 0.01 * torch.randn(2 * D, D)
-    loss = KoLeoLoss(KoLeoLossParams())
+    loss = KoLeoLoss(KoLeoLossParams(), BuildContext())
     assert loss(outputs(spread), step(D)) < loss(outputs(clustered), step(D))
 
 
 @pytest.mark.parametrize("mode", ["local", "distributed"])
 def test_single_sample_is_an_error(mode: str) -> None:
-    loss = KoLeoLoss(KoLeoLossParams(mode=mode))
+    loss = KoLeoLoss(KoLeoLossParams(mode=mode), BuildContext())
     with pytest.raises(ValueError, match="at least 2 samples") as info:
         loss(outputs(torch.randn(2, D)), step(1))
     assert ("mode: distributed" in str(info.value)) == (mode == "local")
@@ -107,7 +107,7 @@ def test_single_sample_is_an_error(mode: str) -> None:
 def test_distributed_mode_in_one_process_equals_local_mode() -> None:
     torch.manual_seed(3)
     features = torch.randn(2 * 5, D)
-    local = KoLeoLoss(KoLeoLossParams())(outputs(features), step(5))
-    dist = KoLeoLoss(KoLeoLossParams(mode="distributed", group_size=1))(outputs(features), step(5))
+    local = KoLeoLoss(KoLeoLossParams(), BuildContext())(outputs(features), step(5))
+    dist = KoLeoLoss(KoLeoLossParams(mode="distributed", group_size=1), BuildContext())(outputs(features), step(5))
     torch.testing.assert_close(local, dist)
-    assert KoLeoLoss(KoLeoLossParams()).inputs == {"student": Output("cls", model="student", crops="global")}
+    assert KoLeoLoss(KoLeoLossParams(), BuildContext()).inputs == {"student": Output("cls", model="student", crops="global")}

@@ -153,7 +153,7 @@ def test_lr_and_weight_decay_multipliers_of_a_vit_l() -> None:
 
 def test_groups_are_merged_and_meaningfully_named() -> None:
     model = Student()
-    groups = DINOv2Groups(DINOv2GroupsParams()).groups(model)
+    groups = DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model)
     names = [g.name for g in groups]
     assert len(set(names)) == len(names)
     keys = [(g.lr_multiplier, g.wd_multiplier, g.frozen_steps) for g in groups]
@@ -164,7 +164,7 @@ def test_groups_are_merged_and_meaningfully_named() -> None:
     assert by_name["layer_0/patch_embed/decay"].params == [model.backbone.patch_embed.proj.weight]
     assert by_name["layer_13/no_decay"].lr_multiplier == pytest.approx(0.9**12)
     assert by_name["layer_25/decay/frozen_1250"].frozen_steps == 1250  # BuildContext's default epoch length
-    flat = DINOv2Groups(DINOv2GroupsParams(layer_decay=1.0, patch_embed_lr_mult=1.0)).groups(model)
+    flat = DINOv2Groups(DINOv2GroupsParams(layer_decay=1.0, patch_embed_lr_mult=1.0), BuildContext()).groups(model)
     assert sorted(g.name for g in flat) == ["layer_25/decay/frozen_1250", "layers_0-25/decay",
                                                 "layers_0-25/no_decay"]
     assert all(g.lr_multiplier == 1.0 for g in flat)
@@ -174,7 +174,7 @@ def test_frozen_parameters_are_skipped_and_optimizer_builds() -> None:
     model = Student()
     model.backbone.pos_embed.requires_grad_(False)
     model.heads["ibot"].requires_grad_(False)
-    groups = DINOv2Groups(DINOv2GroupsParams()).groups(model)
+    groups = DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model)
     grouped = {id(p) for g in groups for p in g.params}
     assert id(model.backbone.pos_embed) not in grouped
     assert not any(id(p) in grouped for p in model.heads["ibot"].parameters())
@@ -188,7 +188,7 @@ def test_the_vit_backbone_large() -> None:
     with torch.device("meta"):  # ViT-L's real names and shapes without allocating 300M parameters
         backbone = ViT(ViTParams(size="large", img_size=28, patch_size=14, num_register_tokens=4))
     model = Student(backbone)
-    of = settings(DINOv2Groups(DINOv2GroupsParams()).groups(model), model)
+    of = settings(DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model), model)
     lr = {n: g.lr_multiplier for n, g in of.items()}
     wd = {n: g.wd_multiplier for n, g in of.items()}
     assert lr["backbone.patch_embed.proj.weight"] == pytest.approx(0.9**25 * 0.2)
@@ -235,4 +235,4 @@ def test_frozen_for_steps_must_name_parameters_of_the_module() -> None:
     model.student_modules["predictor"] = Predictor()
     model.student_modules["predictor"].frozen_for_steps = lambda epoch_length: {"missing.weight": 3}
     with pytest.raises(SSLKitError, match=r"student_modules.predictor \(Predictor\): .*'missing.weight'"):
-        DINOv2Groups(DINOv2GroupsParams()).groups(model)
+        DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model)
