@@ -110,4 +110,5 @@ def test_distributed_mode_in_one_process_equals_local_mode() -> None:
     local = KoLeoLoss(KoLeoLossParams(), BuildContext())(outputs(features), step(5))
     dist = KoLeoLoss(KoLeoLossParams(mode="distributed", group_size=1), BuildContext())(outputs(features), step(5))
     torch.testing.assert_close(local, dist)
-    assert KoLeoLoss(KoLeoLossParams(), BuildContext()).inputs == {"student": Output("cls", model="student", crops="global")}
+    expected = {"student": Output("cls", model="student", crops="global")}
+    assert KoLeoLoss(KoLeoLossParams(), BuildContext()).inputs == expected
