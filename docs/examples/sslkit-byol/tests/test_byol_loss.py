@@ -11,6 +11,7 @@ import torch
 from sslkit_byol import BYOLLoss, BYOLLossParams, byol_loss
 
 from sslkit.components import BuildContext, StepContext, StepInputs
+from sslkit.testing import RandomStep, assert_loss_contract
 
 B, K = 3, 5
 
@@ -70,6 +71,16 @@ def test_gradients_reach_only_the_student_prediction() -> None:
     assert target.grad is None
     assert prediction.grad is not None and bool(torch.isfinite(prediction.grad).all())
     assert float(prediction.grad.abs().sum()) > 0
+
+
+def test_honours_the_loss_contract() -> None:
+    """sslkit's own check: declared inputs only, finite scalar, gradients to the student only, inputs
+    and state unchanged, scalar diagnostics."""
+    loss = BYOLLoss(BYOLLossParams())
+    random_step = RandomStep(batch_size=4, n_local=0, head_dims={"projector": 16, "predictor": 16})
+    check = assert_loss_contract(loss, random_step.inputs(loss), random_step.context())
+    assert check.received_gradient("prediction")
+    assert 0.0 <= check.value <= 8.0
 
 
 def test_declares_the_projector_and_the_student_only_predictor() -> None:
