@@ -236,3 +236,10 @@ def test_frozen_for_steps_must_name_parameters_of_the_module() -> None:
     model.student_modules["predictor"].frozen_for_steps = lambda epoch_length: {"missing.weight": 3}
     with pytest.raises(SSLKitError, match=r"student_modules.predictor \(Predictor\): .*'missing.weight'"):
         DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model)
+
+
+def test_a_backbone_that_is_not_a_backbone_is_named() -> None:
+    model = nn.Module()
+    model.backbone = nn.Linear(DIM, DIM)
+    with pytest.raises(SSLKitError, match=r"dinov2: the model's 'backbone' is a Linear, not an sslkit Backbone"):
+        DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model)
