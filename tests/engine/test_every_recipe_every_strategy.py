@@ -8,7 +8,10 @@ overrides derived from what it contains: the embedded synthetic dataset, 16/8 px
 4 images per process, no evaluation. Everything else (losses, masking, parameter groups,
 strategies) stays the recipe's own, except what is not world-size invariant by design
 (drop-path draws per process, per-process KoLeo) or ill-conditioned at a tiny initialisation
-(LayerScale 1e-5: see :func:`shrink_overrides`). Two processes with 4 images each must then agree
+(LayerScale 1e-5: see :func:`shrink_overrides`). A distillation recipe (``teacher.mode: frozen``)
+keeps its frozen teacher, shrunk the same way but wider than the student (so its heads map another
+width), loaded from a tiny EMA run of that teacher trained first (:func:`train_frozen_teacher`).
+Two processes with 4 images each must then agree
 with one process with 8 within 1e-4, the tolerance of float32 reductions split across processes
 (they agree to about 1e-7). The lr and teacher momentum are raised so that two steps move the
 weights well beyond it (checked), and AdamW's eps is 1: Adam's first steps are sign steps, which
@@ -42,6 +45,8 @@ BATCH_PER_PROCESS = 4
 STEPS = 2
 #: Backbone parameters the shrinking sets; a backbone without them cannot be shrunk generically.
 BACKBONE_SIZE = {"embed_dim": 16, "depth": 2, "num_heads": 2, "patch_size": 4, "img_size": 16}
+#: The frozen teacher of a distillation recipe: as the student, wider.
+TEACHER_SIZE = {**BACKBONE_SIZE, "embed_dim": 24}
 #: Width parameters of heads and losses, set wherever a component has them (and no frozen first steps:
 #: with 2 steps a frozen last layer would leave the heads untested).
 WIDTHS = {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16, "num_prototypes": 16, "freeze_last_layer_epochs": 0}
@@ -67,25 +72,37 @@ def _set(key: str, value: Any) -> str:
     return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
 
 
+def _shrink_backbone(resolved: ResolvedRecipe, key: str, size: dict[str, int]) -> list[str]:
+    """Overrides that make the backbone at ``key`` tiny (``size``), without drop-path or pretrained weights."""
+    fields = _fields(resolved, key)
+    missing = set(size) - fields
+    assert not missing, (f"{resolved.source}: {key} {resolved.spec(key).component.name!r} has no "
+                         f"{sorted(missing)} parameters, so this test cannot shrink it; teach shrink_overrides "
+                         "how to make it tiny")
+    overrides = [_set(f"{key}.{k}", v) for k, v in size.items()]
+    # drop-path draws its per-sample decisions from each process's own generator: not world-size invariant
+    overrides += [_set(f"{key}.{k}", v) for k, v in (("drop_path_rate", 0.0), ("init_from", None),
+                                                     ("pretrained", False)) if k in fields]
+    if getattr(resolved.spec(key).params, "layerscale_init", None) is not None:
+        # LayerScale at 1e-5 makes every image's CLS token nearly the same at initialisation; KoLeo's
+        # log nearest-neighbour distance then turns float rounding into 1e-4 differences. 0.1 keeps the
+        # LayerScale parameters and separates the features.
+        overrides.append(f"{key}.layerscale_init=0.1")
+    return overrides
+
+
 def shrink_overrides(path: Path) -> list[str]:
     """Overrides that turn the recipe at ``path`` into a tiny CPU run (raises ``AssertionError``
     naming what it cannot shrink)."""
     overrides = list(COMMON)
     resolved = load_recipe(path, overrides)  # the dataset replaced: recipes for ImageNet name no folder
-    backbone = _fields(resolved, "model.backbone")
-    missing = set(BACKBONE_SIZE) - backbone
-    assert not missing, (f"{path}: backbone {resolved.spec('model.backbone').component.name!r} has no "
-                         f"{sorted(missing)} parameters, so this test cannot shrink it; teach shrink_overrides "
-                         "how to make it tiny")
-    overrides += [_set(f"model.backbone.{k}", v) for k, v in BACKBONE_SIZE.items()]
-    # drop-path draws its per-sample decisions from each process's own generator: not world-size invariant
-    overrides += [_set(f"model.backbone.{k}", v) for k, v in (("drop_path_rate", 0.0), ("init_from", None),
-                                                               ("pretrained", False)) if k in backbone]
-    if getattr(resolved.spec("model.backbone").params, "layerscale_init", None) is not None:
-        # LayerScale at 1e-5 makes every image's CLS token nearly the same at initialisation; KoLeo's
-        # log nearest-neighbour distance then turns float rounding into 1e-4 differences. 0.1 keeps the
-        # LayerScale parameters and separates the features.
-        overrides.append("model.backbone.layerscale_init=0.1")
+    overrides += _shrink_backbone(resolved, "model.backbone", BACKBONE_SIZE)
+    teacher = resolved.recipe.teacher
+    if teacher.mode == "frozen":
+        assert not teacher.heads, (f"{path}: teacher.heads is set; train_frozen_teacher cannot build a teacher run "
+                                   "with heads other than the student's definitions yet")
+        if teacher.backbone is not None:
+            overrides += _shrink_backbone(resolved, "teacher.backbone", TEACHER_SIZE)
     augmentation = _fields(resolved, "data.augmentation")
     sizes = {"global_crop_size": 16, "local_crop_size": 8}
     assert set(sizes) <= augmentation, f"{path}: augmentation has no global/local crop sizes to shrink"
@@ -104,6 +121,23 @@ def shrink_overrides(path: Path) -> list[str]:
         if "distributed" in typing.get_args(mode):
             overrides.append(f"{key}.mode=distributed")
     return overrides
+
+
+def train_frozen_teacher(recipe: Path, overrides: list[str], out: Path) -> list[str]:
+    """``overrides`` of a distillation recipe (``teacher.mode: frozen``) completed with the teacher's weights:
+    the shrunk recipe with its teacher's backbone as the model, trained for one step as an EMA run into
+    ``out`` (its heads are the student's definitions at the teacher's width, as the frozen teacher builds
+    them), then named by ``teacher.init_from``. Other recipes' overrides are returned unchanged."""
+    resolved = load_recipe(recipe, overrides)
+    if resolved.recipe.teacher.mode != "frozen":
+        return overrides
+    teacher_run = [*overrides, "teacher.mode=ema", "teacher.backbone=null", "teacher.init_from=null",
+                   "train.max_steps=1", "train.checkpoint_every=1"]
+    if resolved.recipe.teacher.backbone is not None:
+        spec = resolved.spec("teacher.backbone")
+        teacher_run.append(_set("model.backbone", {"name": spec.component.name, **vars(spec.params)}))
+    Trainer(load_recipe(recipe, [*teacher_run, f"data.batch_size={2 * BATCH_PER_PROCESS}"]), out).fit()
+    return [*overrides, f"teacher.init_from={out}"]
 
 
 def _free_port() -> int:
@@ -128,12 +162,15 @@ def _worker(rank: int, world: int, port: int, runs: list[tuple[str, list[str], s
             dist.destroy_process_group()
 
 
-def _train_single(recipe: Path, overrides: list[str], out: Path) -> dict[str, torch.Tensor]:
-    """Train the shrunk recipe in this process; return the teacher's initial weights."""
+def _train_single(recipe: Path, overrides: list[str], out: Path) -> tuple[str, dict[str, torch.Tensor]]:
+    """Train the shrunk recipe in this process; return which model training should move (the EMA
+    teacher, or the student of a distillation run, whose teacher is frozen) and its initial weights."""
     trainer = Trainer(load_recipe(recipe, [*overrides, f"data.batch_size={2 * BATCH_PER_PROCESS}"]), out)
-    initial = {k: v.detach().clone() for k, v in trainer.teacher.state_dict().items()}
+    part = "student" if trainer.teacher.frozen else "teacher"
+    model = trainer.student if trainer.teacher.frozen else trainer.teacher
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainer.fit()
-    return initial
+    return part, initial
 
 
 def _differences(one: dict[str, Any], two: dict[str, Any], label: str) -> list[str]:
@@ -165,6 +202,8 @@ def test_every_recipe_on_two_processes_equals_one_process(tmp_path: Path) -> Non
         except AssertionError as exc:
             problems.append(str(exc))
     assert not problems, "recipes that cannot be shrunk generically:\n" + "\n".join(problems)
+    shrunk = {recipe: train_frozen_teacher(recipe, overrides, tmp_path / "teachers" / recipe.stem)
+              for recipe, overrides in shrunk.items()}
     initial = {recipe: _train_single(recipe, overrides, tmp_path / "single" / recipe.stem)
                for recipe, overrides in shrunk.items()}
     strategies = ("ddp", "fsdp2")
@@ -174,9 +213,9 @@ def test_every_recipe_on_two_processes_equals_one_process(tmp_path: Path) -> Non
     differences = []
     for recipe in shrunk:
         one = load_checkpoint(tmp_path / "single" / recipe.stem)
-        moved = max(float((one["teacher"][k] - v).abs().max()) for k, v in initial[recipe].items()
-                    if v.is_floating_point())
-        assert moved > 1e-3, f"{recipe.name}: training did not move the teacher; the comparison would be vacuous"
+        part, weights = initial[recipe]
+        moved = max(float((one[part][k] - v).abs().max()) for k, v in weights.items() if v.is_floating_point())
+        assert moved > 1e-3, f"{recipe.name}: training did not move the {part}; the comparison would be vacuous"
         for strategy in strategies:
             two = load_checkpoint(tmp_path / strategy / recipe.stem)
             assert one["step"] == two["step"] == STEPS
