@@ -8,6 +8,8 @@ pytest run of an environment where sslkit is installed) costs nothing until a he
 - :func:`make_step_inputs` / :class:`RandomStep` / :func:`make_step_context`: random, well-formed
   inputs of a loss (built from its declared ``inputs``) and step contexts.
 - :func:`assert_loss_contract`: the rules every loss must follow, checked in one call.
+- :func:`assert_loss_distributed`: the loss on 2 (or ``world_size``) gloo processes trains like one
+  process holding the whole batch; :func:`run_on_processes`: run a function on gloo processes.
 - :class:`TinyPatchBackbone`: a small real backbone for components that run a model.
 - :func:`tiny_recipe` / :func:`run_tiny_training`: a few real CPU training steps in-process
   (fixtures ``tiny_recipe`` and ``tiny_training``); :func:`assert_resumed`: the run continued
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sslkit.testing.backbone import TinyPatchBackbone
     from sslkit.testing.contract import LossCheck, assert_loss_contract
+    from sslkit.testing.distributed import DistributedCheck, assert_loss_distributed, run_on_processes
     from sslkit.testing.registry import TESTING_DISTRIBUTION, RegistryScope, registered
     from sslkit.testing.step import RandomStep, make_step_context, make_step_inputs
     from sslkit.testing.training import assert_resumed, run_tiny_training, tiny_recipe, write_recipe
@@ -30,6 +33,9 @@ _EXPORTS = {
     "TinyPatchBackbone": "sslkit.testing.backbone",
     "LossCheck": "sslkit.testing.contract",
     "assert_loss_contract": "sslkit.testing.contract",
+    "DistributedCheck": "sslkit.testing.distributed",
+    "assert_loss_distributed": "sslkit.testing.distributed",
+    "run_on_processes": "sslkit.testing.distributed",
     "TESTING_DISTRIBUTION": "sslkit.testing.registry",
     "RegistryScope": "sslkit.testing.registry",
     "registered": "sslkit.testing.registry",
@@ -44,15 +50,18 @@ _EXPORTS = {
 
 __all__ = [
     "TESTING_DISTRIBUTION",
+    "DistributedCheck",
     "LossCheck",
     "RandomStep",
     "RegistryScope",
     "TinyPatchBackbone",
     "assert_loss_contract",
+    "assert_loss_distributed",
     "assert_resumed",
     "make_step_context",
     "make_step_inputs",
     "registered",
+    "run_on_processes",
     "run_tiny_training",
     "tiny_recipe",
     "write_recipe",

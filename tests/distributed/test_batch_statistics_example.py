@@ -8,19 +8,17 @@ that the documented code is the tested code.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+
+from sslkit.testing import run_on_processes
 
 pytestmark = pytest.mark.slow
 
@@ -56,33 +54,18 @@ def _loss_and_grads(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
     return {"loss": loss.detach(), **{name: p.grad.detach().clone() for name, p in named}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _on_process(rank: int, world: int) -> dict[str, Tensor]:
+    share = IMAGES // world
+    model = DistributedDataParallel(_model())  # averages the gradients over the processes, as the engine does
+    return _loss_and_grads(model, _images()[:, rank * share:(rank + 1) * share])
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        share = IMAGES // world
-        model = DistributedDataParallel(_model())  # averages the gradients over the processes, as the engine does
-        result = _loss_and_grads(model, _images()[:, rank * share:(rank + 1) * share])
-        torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_processes_with_half_the_batch_equal_one_process_with_all_of_it(tmp_path: Path) -> None:
+def test_two_processes_with_half_the_batch_equal_one_process_with_all_of_it() -> None:
     single = _loss_and_grads(_model(), _images())
     local_only = documented_example()(_model()(_images()[:, :IMAGES // 2].reshape(-1, IN_DIM)), N_CROPS)
     assert abs(float(local_only) - float(single["loss"])) > 1e-3, "half a batch must give another loss"
     assert all(float(g.abs().max()) > 1e-4 for k, g in single.items() if k != "loss"), "vacuous gradients"
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
-    for rank in range(2):
-        double = torch.load(tmp_path / f"rank{rank}.pt")
+    for double in run_on_processes(_on_process, 2):
         assert set(double) == set(single)
         for key, value in single.items():
             torch.testing.assert_close(double[key], value, atol=1e-6, rtol=1e-5, msg=lambda m, k=key: f"{k}: {m}")

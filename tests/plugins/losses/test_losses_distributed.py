@@ -9,21 +9,19 @@ processes, so a run on W processes matches one process when
 
 Both are checked here for the dino (centering, Sinkhorn-Knopp), ibot (also with no masked token
 on one process), distributed koleo and patch_prototype losses, together with the state the
-losses keep (centers) and the gradients of the loss's own parameters (prototypes).
+losses keep (centers) and the gradients of the loss's own parameters (prototypes), on hand-made
+inputs with edge cases (a process without any masked token, KoLeo groups of one rank); the same
+check on random steps, for any loss, is ``sslkit.testing.assert_loss_distributed``.
 """
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import Tensor
 
 from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
+from sslkit.testing import run_on_processes
 from sslkit_plugins.losses.dino import DINOLoss, DINOLossParams
 from sslkit_plugins.losses.ibot import IBOTLoss, IBOTLossParams
 from sslkit_plugins.losses.koleo import KoLeoLoss, KoLeoLossParams
@@ -78,8 +76,8 @@ def _losses() -> dict[str, tuple[Loss, str]]:
             IBOTLoss(IBOTLossParams(head="h", normalization="sinkhorn_knopp"), ctx),
             "masks_one_side",
         ),
-        "koleo_distributed": (KoLeoLoss(KoLeoLossParams(mode="distributed")), "masks"),
-        "koleo_groups_of_one": (KoLeoLoss(KoLeoLossParams(mode="distributed", group_size=1)), "masks"),
+        "koleo_distributed": (KoLeoLoss(KoLeoLossParams(mode="distributed"), BuildContext()), "masks"),
+        "koleo_groups_of_one": (KoLeoLoss(KoLeoLossParams(mode="distributed", group_size=1), BuildContext()), "masks"),
         "patch_per_token": (PatchPrototypeLoss(PatchPrototypeLossParams(num_prototypes=6), ctx), "masks"),
         "patch_per_sample": (
             PatchPrototypeLoss(PatchPrototypeLossParams(num_prototypes=6, normalization="per_sample"), ctx),
@@ -116,27 +114,10 @@ def _compute(part: int, parts: int) -> dict[str, dict[str, Tensor]]:
     return results
 
 
-def _worker(rank: int, port: int, out_dir: Path) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
-        torch.save(_compute(rank, WORLD), out_dir / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict], list[dict]]:
+def runs() -> tuple[dict, list[dict], list[dict]]:
     """(one process on the whole batch, each rank of the 2-process run, one process on each half)."""
-    out_dir = tmp_path_factory.mktemp("ranks")
-    mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True)
-    ranks = [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
+    ranks = run_on_processes(_compute, WORLD)
     return _compute(0, 1), ranks, [_compute(r, WORLD) for r in range(WORLD)]
 
 
