@@ -1,4 +1,4 @@
-"""The EMA teacher update (reference section 1, step 6): teacher = m * teacher + (1 - m) * student."""
+"""The EMA teacher update (DINO, Caron et al. 2021, section 3.1): teacher = m * teacher + (1 - m) * student."""
 
 from __future__ import annotations
 

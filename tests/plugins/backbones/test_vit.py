@@ -102,7 +102,7 @@ def test_mask_token_replaces_exactly_the_masked_patch_embeddings_before_the_posi
     masks = torch.zeros(2, 9, dtype=torch.bool)
     masks[0, [1, 4]] = True
     masks[1, 8] = True
-    plain, masked = vit.prepare_tokens(images), vit.prepare_tokens(images, masks)
+    plain, masked = vit.prepare_tokens(images)[0], vit.prepare_tokens(images, masks)[0]
     differs = (plain != masked).any(-1)  # [B, 1 + 1 + 9]
     assert torch.equal(differs[:, 2:], masks) and not differs[:, :2].any()
     expected = vit.mask_token[0] + vit.pos_embed[0, 1:][masks.nonzero()[:, 1]]

@@ -111,7 +111,7 @@ def test_drop_path_zeroes_whole_samples_and_keeps_the_expectation() -> None:
 def test_subset_residual_adds_the_branch_to_exactly_the_kept_samples() -> None:
     torch.manual_seed(0)
     x = torch.randn(10, 4, 3)
-    out = _add_on_subset(x, lambda t: torch.ones_like(t), rate=0.4)
+    out = _add_on_subset(x, lambda t, _mask: torch.ones_like(t), rate=0.4, attn_mask=None)
     changed = (out != x).any(dim=(1, 2))
     assert int(changed.sum()) == 6  # int(10 * 0.6)
     torch.testing.assert_close(out[changed] - x[changed], torch.full((6, 4, 3), 10 / 6))
@@ -121,7 +121,7 @@ def test_subset_residual_adds_the_branch_to_exactly_the_kept_samples() -> None:
 def test_subset_residual_is_unbiased_over_draws() -> None:
     torch.manual_seed(0)
     x = torch.zeros(5, 1, 1)
-    total = sum(_add_on_subset(x, lambda t: torch.ones_like(t), rate=0.5) for _ in range(4000))
+    total = sum(_add_on_subset(x, lambda t, _mask: torch.ones_like(t), rate=0.5, attn_mask=None) for _ in range(4000))
     torch.testing.assert_close(total / 4000, torch.ones(5, 1, 1), atol=0.05, rtol=0)
 
 
