@@ -104,7 +104,8 @@ def _apply_colour_maps(pixels: Tensor, matrix: Tensor, offset: Tensor, low: list
 
 
 class KorniaMultiCrop:
-    """DINOv2 multi-crop (reference sections 1 and 8) batched on the training device with kornia."""
+    """DINOv2 multi-crop (Oquab et al. 2023, section 3; multi-crop: Caron et al. 2020, section 3.2) batched on the
+    training device with kornia."""
 
     def __init__(self, params: KorniaMultiCropParams, ctx: BuildContext) -> None:
         self.params = params

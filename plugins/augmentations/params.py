@@ -1,6 +1,7 @@
 """The multi-crop recipe's parameters, shared by every multi-crop augmentation plugin.
 
-Defaults are the DINOv2 values (reference sections 1 and 8): 2 global crops of 224 px (scale
+Defaults are the DINOv2 values (Oquab et al. 2023, section 3; multi-crop: Caron et al. 2020, section 3.2): 2 global
+crops of 224 px (scale
 0.32-1.0), 8 local crops of 96 px (scale 0.05-0.32), aspect ratio 3/4-4/3, horizontal flip
 p 0.5, colour jitter (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1) with p 0.8,
 grayscale p 0.2, Gaussian blur (sigma 0.1-2.0) with p 1.0 on global crop 1, 0.1 on global

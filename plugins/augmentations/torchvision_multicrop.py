@@ -32,7 +32,8 @@ _OPERATIONS: dict[int, Callable[[Image.Image, float], Image.Image]] = {
 
 
 class TorchvisionMultiCrop:
-    """DINOv2 multi-crop (reference sections 1 and 8) per image in the loader workers with torchvision."""
+    """DINOv2 multi-crop (Oquab et al. 2023, section 3; multi-crop: Caron et al. 2020, section 3.2) per image in the
+    loader workers with torchvision."""
 
     def __init__(self, params: MultiCropParams, ctx: BuildContext) -> None:
         self.params = params

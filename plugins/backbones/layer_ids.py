@@ -1,4 +1,5 @@
-"""Layer indices of transformer parameters for layer-wise lr decay (reference section 6)."""
+"""Layer indices of transformer parameters for layer-wise lr decay (BEiT, Bao et al. 2022, appendix; DINOv2, Oquab et
+al. 2023, appendix)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 timm Vision Transformers (``timm.models.vision_transformer.VisionTransformer`` and its
 subclasses) give CLS, patch and register tokens and take patch masks: a learnable mask token
 of this backbone replaces the patch embeddings of masked patches before timm adds the
-position embedding (reference section 1 step 3). They are built with ``dynamic_img_size`` so
+position embedding (iBOT, Zhou et al. 2022, section 3.2). They are built with ``dynamic_img_size`` so
 that global and local crops of any size that is a multiple of the patch size work.
 Every other architecture (ResNets, ConvNeXts, ...) gives its pooled features as the CLS token
 only: no patch tokens, no masks.

@@ -1,4 +1,4 @@
-"""Parameters of the ``vit`` backbone and the DINOv2 model sizes (reference section 7)."""
+"""Parameters of the ``vit`` backbone and the DINOv2 model sizes (Oquab et al. 2023, table 17 and appendix)."""
 
 from __future__ import annotations
 

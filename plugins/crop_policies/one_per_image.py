@@ -1,4 +1,4 @@
-"""Mask exactly one global crop of every image (reference section 5)."""
+"""Mask exactly one global crop of every image (a crop-selection variant of iBOT's, Zhou et al. 2022, section 3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Mask a random fixed-size subset of all global crops of the global batch (reference section 5)."""
+"""Mask a random fixed-size subset of all global crops of the global batch (DINOv2's training code:
+mask_sample_probability 0.5; iBOT, Zhou et al. 2022, section 3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sinkhorn-Knopp normalisation of teacher logits over the global batch (reference section 3).
+"""Sinkhorn-Knopp normalisation of teacher logits over the global batch (SwAV, Caron et al. 2020, section 3.1 and eq.
+3; DINOv2, Oquab et al. 2023, section 3).
 
 Shared by the ``dino``, ``ibot`` and ``patch_prototype`` losses. Starting from
 ``Q = exp(t / T)`` (``M`` samples by ``K`` prototypes, ``B`` = number of samples over all

@@ -1,4 +1,4 @@
-"""Bernoulli (i.i.d. per token) masking, the simpler variant of reference section 4."""
+"""Bernoulli (i.i.d. per token) masking, the simpler variant of BEiT's block masking (Bao et al. 2022, section 2.2)."""
 
 from __future__ import annotations
 

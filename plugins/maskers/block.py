@@ -1,4 +1,5 @@
-"""BEiT-style block masking with stratified mask ratios, the DINOv2 default (reference section 4).
+"""BEiT-style block masking with stratified mask ratios, the DINOv2 default (BEiT, Bao et al. 2022, section 2.2 and
+algorithm 1).
 
 For each of the ``n`` crops the crop policy selected, a target count of masked patches is
 drawn (a stratified ratio in ``[min_ratio, max_ratio]``, or a fixed ``ratio``). Rectangles are
@@ -153,7 +154,7 @@ def block_masks(
 
 
 class BlockMasker:
-    """BEiT-style block masks with stratified (or fixed) mask ratios (reference section 4).
+    """BEiT-style block masks with stratified (or fixed) mask ratios (BEiT, Bao et al. 2022, algorithm 1).
 
     ``generate(n, grid, generator)`` returns bool ``[n, h * w]``; every random draw comes from
     ``generator``, so the same generator state gives the same masks.

@@ -1,5 +1,5 @@
 """Linear probe of a finished run's teacher backbone on the recipe's evaluation pair
-(reference section 9; the protocol is :func:`sslkit.eval.linear_probe`'s)."""
+(DINOv2, Oquab et al. 2023, section 7.1; the protocol is :func:`sslkit.eval.linear_probe`'s)."""
 
 from __future__ import annotations
 

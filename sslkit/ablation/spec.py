@@ -44,7 +44,8 @@ OverrideSet = dict[str, Any] | list[str] | None
 
 @dataclass
 class AblationEval:
-    """What is measured after every run (reference section 9)."""
+    """What is measured after every run (kNN: DINO, Caron et al. 2021, section 4.1; linear probe: DINOv2, Oquab et
+    al. 2023, section 7)."""
 
     knn: bool = param(
         True,

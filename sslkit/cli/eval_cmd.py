@@ -1,4 +1,5 @@
-"""``sslkit eval knn|linear``: frozen-feature evaluation of a checkpoint (reference section 9)."""
+"""``sslkit eval knn|linear``: frozen-feature evaluation of a checkpoint (kNN: DINO, Caron et al. 2021, section 4.1;
+linear: DINOv2, Oquab et al. 2023, section 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""kNN evaluation during and after training (reference section 9) on the recipe's labelled pair."""
+"""kNN evaluation during and after training (weighted kNN of DINO, Caron et al. 2021, section 4.1, after Wu et al.
+2018) on the recipe's labelled pair."""
 
 from __future__ import annotations
 

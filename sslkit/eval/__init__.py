@@ -1,4 +1,5 @@
-"""Evaluation of frozen backbone features: kNN and linear probe (reference section 9)."""
+"""Evaluation of frozen backbone features: kNN (DINO, Caron et al. 2021, section 4.1) and linear probe (DINOv2, Oquab
+et al. 2023, section 7)."""
 
 from sslkit.eval.features import extract_features
 from sslkit.eval.knn import knn_classify

@@ -1,4 +1,5 @@
-"""Frozen-feature extraction for the evaluation protocols (reference section 9).
+"""Frozen-feature extraction for the evaluation protocols (DINO, Caron et al. 2021, section 4.1; DINOv2, Oquab et al.
+2023, section 7).
 
 The kNN and linear-probe protocols classify the *frozen* features of a backbone: the final-norm
 CLS token, optionally concatenated with the average-pooled patch tokens. This module runs the

@@ -1,4 +1,5 @@
-"""Weighted k-nearest-neighbour classification of frozen features (reference section 9).
+"""Weighted k-nearest-neighbour classification of frozen features (Wu et al. 2018, eq. 7; DINO, Caron et al. 2021,
+section 4.1: k = 20, T = 0.07).
 
 The protocol of DINO (Caron et al., 2021, section 4.1 / appendix) and DINOv2: features are
 L2-normalised; for a test sample ``x`` the ``k`` training samples with the highest cosine

@@ -1,4 +1,4 @@
-"""Linear probe on frozen features with a learning-rate sweep (reference section 9).
+"""Linear probe on frozen features with a learning-rate sweep (DINOv2, Oquab et al. 2023, section 7.1).
 
 Protocol: the features are standardised (per dimension, with the mean and standard deviation
 of the training split; constant dimensions become 0). A validation split is carved from the

@@ -1,5 +1,5 @@
 """The Gram-anchoring error between two sets of patch features (DINOv3, Siméoni et al. 2025,
-"Gram anchoring"; sslkit reference section 3).
+"Gram anchoring", eq. 3).
 
 For L2-normalised patch features ``X`` (rows are patches), the Gram matrix ``G = X X^T`` holds
 the cosine similarity of every pair of patches. Gram anchoring penalises
