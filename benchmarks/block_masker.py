@@ -1,6 +1,6 @@
 """Speed of the vectorised ``block`` masker against a straightforward per-crop loop.
 
-Both implement the same algorithm (reference section 4: stratified ratios in [0.1, 0.5],
+Both implement the same algorithm (BEiT, Bao et al. 2022, algorithm 1, with DINOv2's stratified ratios in [0.1, 0.5],
 rectangles of area U[4, budget] and log-uniform aspect in [0.3, 1/0.3], 10 attempts); the
 loop version below is written for clarity, one crop and one patch at a time, in the style of
 the official code. The realised mean mask ratio and the mean masked/visible boundary length

@@ -19,7 +19,7 @@ def make(**kwargs: object) -> ViT:
 
 
 def expected_param_count(size: str, img: int, patch: int = 14, registers: int = 0) -> int:
-    """Parameter count from the architecture (reference section 7), computed independently."""
+    """Parameter count from the architecture (ViT, Dosovitskiy et al. 2021; DINOv2 sizes), computed independently."""
     d, depth, _ = VIT_SIZES[size]
     if size == "giant":  # SwiGLU, hidden 2/3 * 4d rounded up to a multiple of 8
         h = (int(4 * d * 2 / 3) + 7) // 8 * 8

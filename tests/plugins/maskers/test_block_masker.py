@@ -17,7 +17,7 @@ from sslkit_plugins.maskers.block import BlockMasker, BlockMaskerParams, rectang
 
 
 def plain_block_mask(target: int, height: int, width: int, rng: random.Random) -> Tensor:
-    """The official algorithm written out per crop and per patch (reference section 4)."""
+    """The official algorithm written out per crop and per patch (BEiT, Bao et al. 2022, algorithm 1)."""
     mask = [[False] * width for _ in range(height)]
     count = 0
     while count < target:
