@@ -1,4 +1,5 @@
-"""Naive reference implementations of the teacher-target formulas (DINO, Caron et al. 2021, eq. 3-4; SwAV, Caron et al. 2020, eq. 3), written
+"""Naive reference implementations of the teacher-target formulas (DINO, Caron et al. 2021, eq. 3-4; SwAV, Caron et
+al. 2020, eq. 3), written
 with explicit loops in float64, shared by the loss tests as fixtures."""
 
 from __future__ import annotations
