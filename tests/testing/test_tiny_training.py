@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, Output, StepContext, StepInputs
 from sslkit.engine.checkpoint import list_checkpoints
 from sslkit.params import param
 from sslkit.recipe import load_resolved
@@ -30,10 +30,11 @@ class PatchCosineLoss(Loss):
     def __init__(self, params: PatchCosineParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
-        self.needs = LossNeeds(patch_tokens=True)
+        self.inputs = {"student": Output("patches", model="student", crops="global"),
+                       "teacher": Output("patches", model="teacher", crops="global")}
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> torch.Tensor:
-        similarity = F.cosine_similarity(out.student_global.patches, out.teacher_global.patches.detach(), dim=-1)
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> torch.Tensor:
+        similarity = F.cosine_similarity(inputs["student"], inputs["teacher"].detach(), dim=-1)
         return (1 - similarity).mean() * self.params.scale
 
 
