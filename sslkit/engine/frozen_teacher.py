@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sslkit.components import Backbone
 from sslkit.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from sslkit.errors import SSLKitError
 from sslkit.weights import InitReport, initialise
@@ -56,7 +57,7 @@ def load_heads(heads: nn.ModuleDict, source: Path, needed: tuple[str, ...]) -> l
     return list(needed)
 
 
-def load_frozen_teacher(backbone: nn.Module, heads: nn.ModuleDict, source: str, min_fraction: float,
+def load_frozen_teacher(backbone: Backbone, heads: nn.ModuleDict, source: str, min_fraction: float,
                         needed_heads: tuple[str, ...]) -> InitReport:
     """Load the frozen teacher's backbone (report, ``min_fraction`` enforced) and the heads its requests
     apply (``needed_heads``; they must come from an sslkit checkpoint)."""
