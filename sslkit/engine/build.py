@@ -137,9 +137,10 @@ def build_components(resolved: ResolvedRecipe, registry: Registry | None = None,
     ctx = replace(ctx, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size)
     head_list: dict[str, Head] = {name: _build(resolved, f"model.heads.{name}", ctx) for name in recipe.model.heads}
     ctx = replace(ctx, head_dims={name: head.out_dim for name, head in head_list.items()})
-    module_list: dict[str, Head] = {name: _build(resolved, f"model.student_modules.{name}", ctx)
-                                    for name in recipe.model.student_modules}
-    ctx = replace(ctx, head_dims={**ctx.head_dims, **{n: m.out_dim for n, m in module_list.items()}})
+    module_list: dict[str, Head] = {}
+    for name in recipe.model.student_modules:  # each sees the widths of the heads and of the modules before it
+        module_list[name] = _build(resolved, f"model.student_modules.{name}", ctx)
+        ctx = replace(ctx, head_dims={**ctx.head_dims, name: module_list[name].out_dim})
     loss_list: dict[str, Loss] = {name: _build(resolved, f"losses.{name}", ctx) for name in recipe.losses}
     heads, student_modules, losses = nn.ModuleDict(head_list), nn.ModuleDict(module_list), nn.ModuleDict(loss_list)
     teacher_backbone, teacher_heads = _frozen_teacher(resolved, teacher_ctx)

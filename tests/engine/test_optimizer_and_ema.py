@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -63,3 +65,14 @@ def test_ema_update_is_m_teacher_plus_one_minus_m_student() -> None:
     ema_update(teacher, student, 1.0)
     ema_update(teacher, student, 1.0)
     torch.testing.assert_close(teacher.weight, 0.9 * before["weight"] + 0.1 * student.weight.detach())
+
+
+def test_ema_copies_running_statistics_so_the_eval_mode_teacher_normalises_like_the_student() -> None:
+    student = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    teacher = copy.deepcopy(student).eval()
+    student.train()
+    student(torch.randn(16, 4) * 3 + 5)  # moves the student's running statistics
+    ema_update(teacher, student, momentum=0.9)
+    assert torch.equal(teacher[1].running_mean, student[1].running_mean)
+    assert torch.equal(teacher[1].running_var, student[1].running_var)
+    assert teacher[1].num_batches_tracked == 0  # integer counters stay the teacher's own
