@@ -66,9 +66,9 @@ class BYOLLoss(Loss):
     the batch, times sqrt(K): about 1 for spread targets, 0 when the targets collapse to one point).
     """
 
-    def __init__(self, params: BYOLLossParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: BYOLLossParams, ctx: BuildContext) -> None:
         super().__init__()
-        if ctx is not None and ctx.n_global_crops != 2:
+        if ctx.n_global_crops != 2:
             raise ValueError(f"byol compares two global crops, the augmentation makes {ctx.n_global_crops} "
                              "(set data.augmentation.n_global: 2)")
         self.params = params

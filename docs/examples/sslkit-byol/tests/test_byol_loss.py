@@ -64,7 +64,7 @@ def test_symmetric_in_the_two_views() -> None:
 def test_gradients_reach_only_the_student_prediction() -> None:
     prediction, target = step()
     target.requires_grad_(True)  # a missing stop-gradient would send it a gradient
-    loss = BYOLLoss(BYOLLossParams())
+    loss = BYOLLoss(BYOLLossParams(), BuildContext())
     value = loss(StepInputs({"prediction": prediction, "target": target}), context())
     assert value.dim() == 0 and value.requires_grad and math.isfinite(value.item())
     value.backward()
@@ -76,7 +76,7 @@ def test_gradients_reach_only_the_student_prediction() -> None:
 def test_honours_the_loss_contract() -> None:
     """sslkit's own check: declared inputs only, finite scalar, gradients to the student only, inputs
     and state unchanged, scalar diagnostics."""
-    loss = BYOLLoss(BYOLLossParams())
+    loss = BYOLLoss(BYOLLossParams(), BuildContext())
     random_step = RandomStep(batch_size=4, n_local=0, head_dims={"projector": 16, "predictor": 16})
     check = assert_loss_contract(loss, random_step.inputs(loss), random_step.context())
     assert check.received_gradient("prediction")
@@ -84,14 +84,14 @@ def test_honours_the_loss_contract() -> None:
 
 
 def test_declares_the_projector_and_the_student_only_predictor() -> None:
-    inputs = BYOLLoss(BYOLLossParams(projector="proj", predictor="pred")).inputs
+    inputs = BYOLLoss(BYOLLossParams(projector="proj", predictor="pred"), BuildContext()).inputs
     assert inputs["prediction"].model == "student" and inputs["prediction"].heads == ("proj", "pred")
     assert inputs["target"].model == "teacher" and inputs["target"].heads == ("proj",)
     assert {r.kind for r in inputs.values()} == {"cls"} and {r.crops for r in inputs.values()} == {"global"}
 
 
 def test_forward_keeps_no_state_and_reports_diagnostics() -> None:
-    loss = BYOLLoss(BYOLLossParams())
+    loss = BYOLLoss(BYOLLossParams(), BuildContext())
     before = {k: v.clone() for k, v in loss.state_dict().items()}
     prediction, target = step()
     value = loss(StepInputs({"prediction": prediction, "target": target}), context())
