@@ -18,9 +18,13 @@ import sslkit
 from sslkit.hookspecs import Register
 from sslkit_byol.loss import BYOLLoss, BYOLLossParams, byol_loss
 from sslkit_byol.mlp import BYOLMLP, BYOLMLPParams
+from sslkit_byol.param_groups import BYOLGroups, BYOLGroupsParams
 
 __version__ = "0.1.0"
-__all__ = ["BYOLMLP", "BYOLLoss", "BYOLLossParams", "BYOLMLPParams", "byol_loss", "register_heads", "register_losses"]
+__all__ = [
+    "BYOLMLP", "BYOLGroups", "BYOLGroupsParams", "BYOLLoss", "BYOLLossParams", "BYOLMLPParams", "byol_loss",
+    "register_heads", "register_losses", "register_param_groups",
+]
 
 
 @sslkit.hookimpl
@@ -35,3 +39,10 @@ def register_heads(register: Register) -> None:
     """Register the ``byol_mlp`` head (BYOL's projector and predictor)."""
     register("byol_mlp", BYOLMLP, BYOLMLPParams,
              summary="BYOL MLP: Linear -> BatchNorm (batch statistics, also on the teacher) -> ReLU -> Linear.")
+
+
+@sslkit.hookimpl
+def register_param_groups(register: Register) -> None:
+    """Register the ``byol`` param-group policy (a predictor learning faster than the rest)."""
+    register("byol", BYOLGroups, BYOLGroupsParams,
+             summary="Uniform lr with the predictor at predictor_lr_mult x (10); no decay on 1-D parameters.")
