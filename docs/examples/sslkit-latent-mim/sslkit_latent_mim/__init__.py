@@ -3,7 +3,7 @@
 Installing this distribution registers (entry point ``sslkit``: ``latent_mim = "sslkit_latent_mim"``):
 
 - the output kinds ``latent_targets`` (the teacher's normalised top-K block average) and
-  ``latent_context`` (the student's masked-pass patch tokens with the mask as a last channel);
+  ``latent_predictions`` (the student-only predictor's outputs at the masked positions);
 - the head ``latent_predictor`` (a student-only module: ``model.student_modules``);
 - the loss ``latent_mim``.
 
@@ -21,8 +21,8 @@ In a recipe::
 
 import sslkit
 from sslkit.hookspecs import Register
-from sslkit_latent_mim.context import NoOptions, produce_latent_context
 from sslkit_latent_mim.loss import LatentMIMLoss, LatentMIMParams
+from sslkit_latent_mim.predictions import NoOptions, produce_latent_predictions
 from sslkit_latent_mim.predictor import LatentPredictor, LatentPredictorParams
 from sslkit_latent_mim.targets import LatentTargetOptions, produce_latent_targets
 
@@ -33,12 +33,13 @@ __all__ = ["LatentMIMLoss", "LatentMIMParams", "LatentPredictor", "LatentPredict
 
 @sslkit.hookimpl
 def register_outputs(register: Register) -> None:
-    """Register the ``latent_targets`` and ``latent_context`` output kinds."""
+    """Register the ``latent_targets`` and ``latent_predictions`` output kinds."""
     register("latent_targets", produce_latent_targets, LatentTargetOptions,
-             summary="Teacher targets: layer-normalised mean of the last K (normalised) block outputs [C*B, N, D].")
-    register("latent_context", produce_latent_context, NoOptions,
-             summary="Student patch tokens of the masked (drop/replace) pass with the mask as a last channel "
-                     "[C*B, N, D+1].")
+             summary="Teacher targets: layer-normalised mean of the (normalised) block outputs named in blocks= "
+                     "[C*B, N, D] or [M, D] with positions masked / visible.")
+    register("latent_predictions", produce_latent_predictions, NoOptions,
+             summary="The student-only predictor (named in modules=) at the masked positions of the student's "
+                     "drop/replace pass [M, D].")
 
 
 @sslkit.hookimpl

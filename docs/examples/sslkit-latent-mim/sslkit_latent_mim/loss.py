@@ -24,11 +24,11 @@ so its mean carries almost nothing), with the same distance, averaged over the g
 weighted by ``cls_weight``. sslkit's kNN evaluation reads the teacher's CLS token, which the patch term
 alone trains only through attention.
 
-Declared inputs: ``context`` (kind ``latent_context``, through the predictor as its head),
-``targets`` (kind ``latent_targets`` on the teacher), ``target_blocks`` (kind ``blocks`` on the same
-teacher pass, the raw top-K average ``[C, N, D]``: the plan puts a pass's block outputs there only for
-``blocks`` requests, so this request is what makes the top ``K`` blocks available to ``latent_targets``;
-the CLS term reads it), ``masks`` and, with ``cls_weight > 0``, ``student_cls``.
+Declared inputs: ``predictions`` (kind ``latent_predictions``: the student's masked pass through the
+predictor, which the request names in ``modules``), ``targets`` (kind ``latent_targets`` on the teacher's
+unmasked pass, ``blocks`` the last ``K``, ``positions="masked"``), ``masks`` (for the diagnostics) and,
+with ``cls_weight > 0``, ``student_cls`` and ``target_blocks`` (kind ``blocks``: the raw top-K average
+``[C, N, D]`` of the same teacher pass).
 """
 
 from __future__ import annotations
@@ -90,28 +90,24 @@ class LatentMIMLoss(Loss):
 
     def __init__(self, params: LatentMIMParams, ctx: BuildContext) -> None:
         super().__init__()
-        if ctx.heads and params.predictor not in ctx.heads:
-            raise ValueError(f"latent_mim: no student module {params.predictor!r}; add it under "
-                             f"model.student_modules (name: latent_predictor); defined: {', '.join(ctx.heads)}")
         self.params = params
-        options = (("top_k", params.top_k), ("block_norm", params.block_norm), ("target_norm", params.target_norm))
+        top = tuple(range(-params.top_k, 0))
         self.inputs = {
-            "context": Output("latent_context", masking=params.student_masking, heads=(params.predictor,)),
-            "targets": Output("latent_targets", model="teacher", masking="none", options=options),
-            "target_blocks": Output("blocks", model="teacher", masking="none", blocks=tuple(range(-params.top_k, 0))),
-            # masking only names the pass the masks belong to; "default" would resolve to "replace", which
-            # the plan counts as a use of the backbone's mask token (then trainable, but never used with drop)
-            "masks": Output("masks", masking=params.student_masking),
+            "predictions": Output("latent_predictions", masking=params.student_masking, positions="masked",
+                                  modules=(params.predictor,)),
+            "targets": Output("latent_targets", model="teacher", masking="none", positions="masked", blocks=top,
+                              options=(("block_norm", params.block_norm), ("target_norm", params.target_norm))),
+            "masks": Output("masks"),
         }
         if params.cls_weight > 0:
             self.inputs["student_cls"] = Output("cls", masking=params.student_masking)
+            self.inputs["target_blocks"] = Output("blocks", model="teacher", masking="none", blocks=top)
         self._diagnostics: dict[str, float | Tensor] = {}
 
     def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
         masks = inputs["masks"]
-        predictions = inputs["context"]
-        targets = inputs["targets"]
-        masked_targets = targets[masks]
+        predictions = inputs["predictions"]
+        masked_targets = inputs["targets"]
         if predictions.shape != masked_targets.shape:
             raise ValueError(f"latent_mim: {tuple(predictions.shape)} predictions for {tuple(masked_targets.shape)} "
                              "masked targets; the predictor's out_dim must be the backbone width")

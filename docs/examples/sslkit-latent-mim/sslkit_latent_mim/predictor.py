@@ -1,7 +1,8 @@
 """The student-only predictor ``latent_predictor`` (I-JEPA, Assran et al. 2023, section 3, "Predictor";
 data2vec 2.0, Baevski et al. 2023, section 3, decoder).
 
-Input: the packed context ``[patches | mask]`` ``[C, N, D + 1]`` of :mod:`sslkit_latent_mim.context`.
+Input: the student's patch tokens ``[C, N, D]`` of its masked pass and the step's bool masks ``[C, N]``
+(handed over by the ``latent_predictions`` producer, :mod:`sslkit_latent_mim.predictions`).
 Output: one prediction ``[M, D_out]`` per masked position, in ``masks.nonzero()`` order.
 
 With ``depth >= 1`` (the I-JEPA predictor, for a student that dropped the masked tokens):
@@ -30,7 +31,6 @@ from torch import Tensor, nn
 
 from sslkit.components import BuildContext, Head
 from sslkit.params import param
-from sslkit_latent_mim.context import unpack_context
 
 
 @dataclass
@@ -88,12 +88,13 @@ class LatentPredictor(Head):
         self.pre_proj = nn.LayerNorm(params.dim) if params.depth else nn.GELU()
         self.proj = nn.Linear(params.dim, self.out_dim)
 
-    def forward(self, context: Tensor) -> Tensor:
-        """``context`` ``[C, N, D + 1]`` (patch tokens and mask channel) -> predictions ``[M, out_dim]``."""
-        if context.dim() != 3 or context.shape[-1] != self.in_dim + 1:
-            raise ValueError(f"latent_predictor expects the packed context [C, N, {self.in_dim + 1}] of the "
-                             f"'latent_context' output, got {tuple(context.shape)}")
-        patches, masks = unpack_context(context)
+    def forward(self, patches: Tensor, masks: Tensor) -> Tensor:
+        """Patch tokens ``[C, N, D]`` and bool masks ``[C, N]`` -> predictions ``[M, out_dim]`` at the masked
+        positions, in ``masks.nonzero()`` order."""
+        if patches.dim() != 3 or patches.shape[-1] != self.in_dim or masks.shape != patches.shape[:2]:
+            raise ValueError(f"latent_predictor expects patch tokens [C, N, {self.in_dim}] and masks [C, N], got "
+                             f"{tuple(patches.shape)} and {tuple(masks.shape)}")
+        masks = masks.bool()
         if not self.blocks:
             return self.proj(self.pre_proj(self.embed(patches[masks]) + self.mask_token))
         h = self.embed(patches) + masks.unsqueeze(-1).to(patches.dtype) * self.mask_token

@@ -40,9 +40,9 @@ LAYER_NORM_EPS = 1e-6
 
 @dataclass
 class LatentTargetOptions:
-    """Options of the ``latent_targets`` output kind (``Output(..., options=(("top_k", 4), ...))``)."""
+    """Options of the ``latent_targets`` output kind (``Output(..., options=(("block_norm", "layer"), ...))``);
+    the averaged blocks are the request's ``blocks``."""
 
-    top_k: int = param(4, "K: the number of last blocks averaged.", ge=1)
     block_norm: BlockNorm = param("instance", "Normalisation of each block output before the average: "
                                               "instance (over positions), layer (over channels) or none.")
     target_norm: TargetNorm = param("layer", "Normalisation of the average: layer (over channels) or none.")
@@ -67,31 +67,26 @@ def latent_targets(blocks: Sequence[Tensor], block_norm: BlockNorm, target_norm:
     return F.layer_norm(y, y.shape[-1:], eps=LAYER_NORM_EPS) if target_norm == "layer" else y
 
 
-def top_block_indices(num_layers: int, top_k: int) -> tuple[int, ...]:
-    """The indices ``L-K .. L-1`` of the last ``top_k`` of ``num_layers`` blocks."""
-    if not 1 <= top_k <= num_layers:
-        raise ValueError(f"top_k {top_k} must be between 1 and the backbone's {num_layers} blocks")
-    return tuple(range(num_layers - top_k, num_layers))
-
-
 def produce_latent_targets(request: Output, view: StepView) -> Tensor:
-    """Targets ``y`` ``[C * B, N, D]`` at every patch position of the request's model's unmasked
-    ``global`` crops (the loss keeps the masked ones).
-
-    The plan puts into a backbone pass only the block indices of requests of kind ``blocks``, so a
-    loss using this kind must also request ``Output("blocks", model=..., blocks=(-K, ..., -1))`` on
-    the same pass (see :class:`sslkit_latent_mim.loss.LatentMIMLoss`).
-    """
+    """Targets ``y`` of the request's model's unmasked ``global`` crops from the block outputs the request
+    names in ``blocks`` (the plan puts them into that pass): at every patch position ``[C * B, N, D]``
+    (``positions="all"``) or at the ``masked`` / ``visible`` ones ``[M, D]`` in ``masks.nonzero()`` order.
+    The normalisations see all positions of a crop (instance norm is over positions) before the selection."""
     options = LatentTargetOptions(**dict(request.options))
     if request.crops != "global" or request.masking not in ("none", "default"):
         raise ValueError(f"{request.describe()}: latent targets are computed on the unmasked global crops "
                          "(crops='global', masking='none')")
-    backbone = view.module(request.model, "backbone")
-    indices = top_block_indices(int(getattr(backbone, "num_layers", 0)), options.top_k)
+    if not request.blocks:
+        raise ValueError(f"{request.describe()}: name the averaged blocks, e.g. blocks=(-3, -2, -1)")
+    num_layers = int(getattr(view.module(request.model, "backbone"), "num_layers", 0))
     out = view.backbone_pass(request.model, "global", "none")
+    indices = sorted({i % num_layers if num_layers else i for i in request.blocks})
     missing = [i for i in indices if i not in out.blocks]
     if missing:
-        raise ValueError(f"{request.describe()}: the backbone pass holds blocks {sorted(out.blocks)}, not "
-                         f"{missing}; request Output('blocks', model={request.model!r}, "
-                         f"blocks={tuple(i - len(indices) for i in range(len(indices)))}) next to it")
-    return latent_targets([out.blocks[i] for i in indices], options.block_norm, options.target_norm)
+        raise ValueError(f"{request.describe()}: the backbone pass holds blocks {sorted(out.blocks)}, not {missing}")
+    y = latent_targets([out.blocks[i] for i in indices], options.block_norm, options.target_norm)
+    if request.positions == "all":
+        return y
+    if view.masks is None:
+        raise ValueError(f"{request.describe()}: the step has no masks")
+    return y[view.masks if request.positions == "masked" else ~view.masks]

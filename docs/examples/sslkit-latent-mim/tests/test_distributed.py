@@ -19,10 +19,11 @@ CROPS, N, D = 4, 16, 8
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Masks with a different number of masked patches per crop (so halves differ in count), targets, predictions."""
+    """Masks with a different number of masked patches per crop (so halves differ in count), the targets and
+    predictions at the masked positions (masks.nonzero() order)."""
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand(CROPS, N, generator=generator) < torch.tensor([[0.2], [0.9], [0.5], [0.7]])
-    targets = torch.randn(CROPS, N, D, generator=generator)
+    targets = torch.randn(int(masks.sum()), D, generator=generator)
     predictions = torch.randn(int(masks.sum()), D, generator=generator)
     return masks, targets, predictions
 
@@ -30,7 +31,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def loss_and_grad(masks: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor) -> tuple[float, torch.Tensor]:
     loss = LatentMIMLoss(LatentMIMParams(top_k=1), BuildContext())
     leaf = predictions.clone().requires_grad_(True)
-    inputs = StepInputs({"context": leaf, "targets": targets, "target_blocks": targets, "masks": masks})
+    inputs = StepInputs({"predictions": leaf, "targets": targets, "masks": masks})
     value = loss(inputs, StepContext(0, 1, CROPS, 0, CROPS, CROPS))
     value.backward()
     return value.item(), leaf.grad
@@ -42,8 +43,8 @@ def _worker(rank: int, port: int, out: str) -> None:
         masks, targets, predictions = batch()
         rows = slice(rank * CROPS // 2, (rank + 1) * CROPS // 2)
         before = int(masks[: rows.start].sum())
-        mine = predictions[before : before + int(masks[rows].sum())]
-        value, grad = loss_and_grad(masks[rows], targets[rows], mine)
+        mine = slice(before, before + int(masks[rows].sum()))
+        value, grad = loss_and_grad(masks[rows], targets[mine], predictions[mine])
         torch.save({"value": value, "grad": grad}, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -14,7 +14,7 @@ from sslkit_latent_mim.targets import latent_targets
 
 from sslkit.components import BuildContext
 from sslkit.errors import RecipeError
-from sslkit.outputs import StepInputs
+from sslkit.outputs import Output, StepInputs
 from sslkit.registry import get_registry
 
 Setup = tuple[LatentMIMLoss, StepInputs, torch.nn.Module, torch.nn.Module, torch.nn.Module, torch.Tensor, torch.Tensor]
@@ -30,7 +30,7 @@ def setup(params: LatentMIMParams, seed: int = 0) -> Setup:
             p.add_(0.01 * torch.randn_like(p))
     images, masks = torch.randn(4, 3, 16, 16), random_masks(4, 0.6, seed)
     loss = LatentMIMLoss(params, BuildContext(embed_dim=EMBED, heads=("predictor",)))
-    blocks = tuple(range(student.num_layers - params.top_k, student.num_layers))  # from the 'blocks' request
+    blocks = tuple(range(student.num_layers - params.top_k, student.num_layers))  # the targets' blocks=
     views = {"student": PassView("student", {"backbone": student, "predictor": head}, images, masks),
              "teacher": PassView("teacher", {"backbone": teacher}, images, masks, blocks=blocks)}
     return loss, step_inputs(loss, views), student, head, teacher, images, masks
@@ -45,7 +45,7 @@ def test_value_is_the_mean_error_over_masked_tokens(distance: str, masking: str)
         blocks = teacher(images, blocks=(0, 1)).blocks
         targets = latent_targets([blocks[0], blocks[1]], "instance", "layer")[masks]
         patches = student(images, masks, masking=masking).patches
-        predictions = head(torch.cat([patches, masks.unsqueeze(-1).float()], dim=-1))
+        predictions = head(patches, masks)
     if distance == "mse":
         expected = (predictions - targets).square().mean()
     else:
@@ -66,13 +66,12 @@ def test_requests_follow_the_student_masking_and_the_predictor_is_student_only()
     for masking in ("drop", "replace"):
         loss = LatentMIMLoss(LatentMIMParams(top_k=3, student_masking=masking, predictor="pred"),  # type: ignore[arg-type]
                              BuildContext(heads=("pred",)))
-        assert loss.inputs["context"].masking == masking and loss.inputs["context"].heads == ("pred",)
-        assert loss.inputs["context"].model == "student"
-        assert loss.inputs["targets"].model == loss.inputs["target_blocks"].model == "teacher"
-        assert loss.inputs["target_blocks"].blocks == (-3, -2, -1)
-        assert all(not r.heads for name, r in loss.inputs.items() if name != "context")
-    with pytest.raises(ValueError, match=r"no student module 'pred'.*defined: other"):
-        LatentMIMLoss(LatentMIMParams(predictor="pred"), BuildContext(heads=("other",)))
+        predictions, targets = loss.inputs["predictions"], loss.inputs["targets"]
+        assert predictions.masking == masking and predictions.modules == ("pred",) and not predictions.heads
+        assert predictions.model == "student" and predictions.positions == targets.positions == "masked"
+        assert targets.model == "teacher" and targets.masking == "none" and targets.blocks == (-3, -2, -1)
+        assert set(loss.inputs) == {"predictions", "targets", "masks"}, "no CLS term: no CLS or block request"
+        assert loss.inputs["masks"] == Output("masks")
 
 
 def test_cls_term_regresses_the_mean_target_with_its_weight() -> None:
@@ -91,7 +90,7 @@ def test_cls_term_regresses_the_mean_target_with_its_weight() -> None:
 def test_components_are_registered_by_the_installed_distribution() -> None:
     registry = get_registry()
     for kind, name in (("loss", "latent_mim"), ("head", "latent_predictor"), ("output", "latent_targets"),
-                       ("output", "latent_context")):
+                       ("output", "latent_predictions")):
         assert registry.get(kind, name).provider.distribution == "sslkit-latent-mim"
     with pytest.raises(RecipeError, match=r"student_masking: expected one of 'drop', 'replace', got 'dorp'"):
         registry.create("loss", "latent_mim", student_masking="dorp")

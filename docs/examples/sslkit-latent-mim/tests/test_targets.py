@@ -40,7 +40,7 @@ def test_producer_on_the_tiny_backbone_equals_its_block_computed_by_hand() -> No
     backbone = TinyPatchBackbone(embed_dim=EMBED, patch_size=PATCH, grid=4)
     images = torch.randn(4, 3, 16, 16)
     view = PassView("teacher", {"backbone": backbone}, images, random_masks(4, 0.5, 0), blocks=(0,))
-    request = Output("latent_targets", model="teacher", masking="none", options=(("top_k", 1),))
+    request = Output("latent_targets", model="teacher", masking="none", blocks=(0,))
     with torch.no_grad():
         got = produce(request, view)
         patches = backbone.patch_embed(images).flatten(2).transpose(1, 2)
@@ -53,16 +53,31 @@ def test_producer_averages_the_last_k_blocks_of_the_vit() -> None:
     backbone = tiny_vit(0, depth=3).eval()
     images = torch.randn(4, 3, 16, 16)
     view = PassView("teacher", {"backbone": backbone}, images, random_masks(4, 0.5, 0), blocks=(0, 1, 2))
-    request = Output("latent_targets", model="teacher", masking="none",
-                     options=(("top_k", 2), ("block_norm", "layer")))
+    request = Output("latent_targets", model="teacher", masking="none", blocks=(-2, -1),
+                     options=(("block_norm", "layer"),))
     with torch.no_grad():
         got = produce(request, view)
         reference = backbone(images, blocks=(1, 2)).blocks
     torch.testing.assert_close(got, direct_targets([reference[1], reference[2]], "layer", "layer"))
 
 
+@pytest.mark.parametrize("positions", ["masked", "visible"])
+def test_masked_or_visible_positions_select_rows_after_normalising_the_whole_crop(positions: str) -> None:
+    """Instance norm is over all positions of a crop: selecting first would change the targets."""
+    backbone, masks = tiny_vit(0, depth=3).eval(), random_masks(4, 0.5, 1)
+    images = torch.randn(4, 3, 16, 16)
+    view = PassView("teacher", {"backbone": backbone}, images, masks, blocks=(1, 2))
+    with torch.no_grad():
+        every = produce(Output("latent_targets", model="teacher", masking="none", blocks=(1, 2)), view)
+        got = produce(Output("latent_targets", model="teacher", masking="none", blocks=(1, 2),
+                             positions=positions), view)  # type: ignore[arg-type]
+    torch.testing.assert_close(got, every[masks if positions == "masked" else ~masks])
+
+
 def test_missing_blocks_in_the_pass_are_a_clear_error() -> None:
     view = PassView("teacher", {"backbone": tiny_vit(0)}, torch.randn(4, 3, 16, 16), random_masks(4, 0.5, 0))
-    request = Output("latent_targets", model="teacher", masking="none", options=(("top_k", 2),))
-    with pytest.raises(ValueError, match=r"request Output\('blocks', model='teacher', blocks=\(-2, -1\)\)"):
+    request = Output("latent_targets", model="teacher", masking="none", blocks=(-2, -1))
+    with pytest.raises(ValueError, match=r"the backbone pass holds blocks \[\], not \[0, 1\]"):
         produce(request, view)
+    with pytest.raises(ValueError, match=r"name the averaged blocks"):
+        produce(Output("latent_targets", model="teacher", masking="none"), view)

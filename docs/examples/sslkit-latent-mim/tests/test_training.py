@@ -1,5 +1,6 @@
 """The method inside real training runs (``sslkit.testing.run_tiny_training``): a few CPU steps with the
-student dropping (or replacing) the masked patches, the predictor trained on the student only."""
+student dropping (or replacing) the masked patches, the predictor (read by the ``latent_predictions``
+producer, named in its request's ``modules``) trained on the student only, and no projection head."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ def tiny(masking: str) -> dict[str, Any]:
                  "batch_size": 4, "num_workers": 0},
         "model": {"backbone": {"name": "vit", "size": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2,
                                "patch_size": 4, "img_size": 16, "drop_path_rate": 0.0},
-                  "heads": {"unused": {"name": "latent_predictor", "dim": 1, "depth": 0}},
                   "student_modules": {"predictor": {"name": "latent_predictor", "dim": 16, "depth": 1,
                                                     "num_heads": 2}}},
         "losses": {"latent": {"name": "latent_mim", "top_k": 2, "student_masking": masking, "cls_weight": 0.1}},
