@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from bench_hardware import describe
 from torch import Tensor
 
+from sslkit.components import BuildContext
 from sslkit_plugins.backbones.vit import ViT
 from sslkit_plugins.backbones.vit_blocks import Block
 from sslkit_plugins.backbones.vit_params import ViTParams
@@ -50,7 +51,7 @@ Step = Callable[[], Tensor]
 def build() -> tuple[ViT, ViT]:
     """Student and teacher of the benchmark's size, the same initial weights for every variant."""
     torch.manual_seed(0)
-    student = ViT(ViTParams(size="tiny", patch_size=4, img_size=32, layerscale_init=1e-5))
+    student = ViT(ViTParams(size="tiny", patch_size=4, img_size=32, layerscale_init=1e-5), BuildContext())
     teacher = copy.deepcopy(student).requires_grad_(False)
     return student, teacher
 

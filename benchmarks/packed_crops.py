@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from bench_hardware import describe
 from torch import Tensor
 
+from sslkit.components import BuildContext
 from sslkit_plugins.backbones.vit import ViT
 from sslkit_plugins.backbones.vit_blocks import Block
 from sslkit_plugins.backbones.vit_params import ViTParams
@@ -103,7 +104,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(describe(args.threads) + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     torch.manual_seed(0)
-    vit = ViT(ViTParams(size="tiny", patch_size=4, img_size=32, layerscale_init=1e-5))
+    vit = ViT(ViTParams(size="tiny", patch_size=4, img_size=32, layerscale_init=1e-5), BuildContext())
     crops = [torch.randn(2 * args.batch, 3, 32, 32), torch.randn(8 * args.batch, 3, 16, 16)]
     forms: dict[str, Callable[[ViT, list[Tensor]], list[Tensor]]] = {
         "separate": forward_separate, "packed": forward_packed}

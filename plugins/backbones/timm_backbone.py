@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import timm
 import torch
@@ -54,19 +55,27 @@ class TimmBackboneParams:
     )
 
 
+class _TimmModel(Protocol):
+    """What every timm model offers (timm's base class is typed as a plain module)."""
+
+    def forward_features(self, images: Tensor) -> Tensor: ...
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor: ...
+
+
 class TimmBackbone(Backbone):
     """A timm model: ViTs -> normalised CLS, patch and register tokens (masks supported);
     other models -> ``forward_features`` pooled by the model's own head pooling as CLS only."""
 
-    def __init__(self, params: TimmBackboneParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: TimmBackboneParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
         self.model = _create(params)
         self.model_name = params.model_name
-        self.embed_dim = int(self.model.num_features)
-        self.is_vit = isinstance(self.model, VisionTransformer)
-        if self.is_vit:
-            vit: VisionTransformer = self.model
+        self.embed_dim = int(getattr(self.model, "num_features"))  # noqa: B009 - every timm model has it
+        vit = self.model
+        self.is_vit = isinstance(vit, VisionTransformer)
+        if isinstance(vit, VisionTransformer):
             self.patch_size = int(vit.patch_embed.patch_size[0])
             self.num_layers = len(vit.blocks)
             self.supports_masking = True
@@ -80,7 +89,7 @@ class TimmBackbone(Backbone):
     @property
     def blocks(self) -> nn.Module | None:
         """The ViT's transformer blocks (the units a sharded strategy wraps); ``None`` otherwise."""
-        return self.model.blocks if self.is_vit else None
+        return self.model.blocks if isinstance(self.model, VisionTransformer) else None
 
     def forward(self, images: Tensor, masks: Tensor | None = None, *, masking: Masking = "replace",
                 blocks: Sequence[int] = ()) -> BackboneOutput:
@@ -88,16 +97,17 @@ class TimmBackbone(Backbone):
         (ViTs; the engine asks only backbones with ``supports_block_outputs``)."""
         if masking == "drop":
             raise SSLKitError("backbone timm cannot drop masked patches; use the vit backbone")
-        if not self.is_vit:
+        vit = self.model
+        if not isinstance(vit, VisionTransformer):
             if masks is not None:
                 raise SSLKitError(
                     f"backbone timm model {self.model_name!r} cannot take patch masks: it is not a Vision "
                     "Transformer and has no patch tokens. Losses on masked patch tokens (iBOT, patch-prototype "
                     "losses) need a ViT backbone (vit, or timm with a ViT model such as vit_small_patch14_dinov2)."
                 )
-            pooled = self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+            model = cast(_TimmModel, vit)
+            pooled = model.forward_head(model.forward_features(images), pre_logits=True)
             return BackboneOutput(cls=pooled)
-        vit: VisionTransformer = self.model
         x = vit.patch_embed(images)  # dynamic_img_size: [B, h, w, D]
         if masks is not None:
             if masks.shape != (x.shape[0], x.shape[1] * x.shape[2]):
@@ -149,7 +159,7 @@ def _create(params: TimmBackboneParams) -> nn.Module:
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()"
         raise SSLKitError(f"backbone timm: unknown model_name {name!r}{hint}")
-    kwargs: dict[str, object] = {"num_classes": 0, "drop_path_rate": params.drop_path_rate}
+    kwargs: dict[str, Any] = {"num_classes": 0, "drop_path_rate": params.drop_path_rate}
     if params.img_size is not None:
         kwargs["img_size"] = params.img_size
     try:

@@ -46,7 +46,7 @@ class ViT(Backbone):
     supports_patch_tokens = True
     supports_block_outputs = True
 
-    def __init__(self, params: ViTParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: ViTParams, ctx: BuildContext) -> None:
         super().__init__()
         if params.img_size % params.patch_size:
             raise SSLKitError(f"vit: img_size {params.img_size} is not a multiple of patch_size {params.patch_size}")
@@ -122,7 +122,7 @@ class ViT(Backbone):
         indices ``[B, L]`` with which of them are real (not padding), and the attention mask
         ``[B, 1, 1, 1 + R + L]`` (False for padding), both ``None`` otherwise."""
         b, _, height, width = images.shape
-        p = self.patch_size
+        p = self.params.patch_size
         if height % p or width % p:
             raise SSLKitError(
                 f"vit: input {height}x{width} is not a multiple of the patch size {p}; "
@@ -160,7 +160,8 @@ class ViT(Backbone):
         patches are zero."""
         x, kept, attn_mask = self.prepare_tokens(images, masks, masking)
         r = self.num_register_tokens
-        n_patches = (images.shape[-2] // self.patch_size) * (images.shape[-1] // self.patch_size)
+        p = self.params.patch_size
+        n_patches = (images.shape[-2] // p) * (images.shape[-1] // p)
         wanted = set(blocks)
         intermediate: dict[int, Tensor] = {}
         for i, block in enumerate(self.blocks):

@@ -28,7 +28,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """``[B, C, H, W]`` -> ``[B, D, H / p, W / p]``."""
-        return self.proj(images)
+        result: Tensor = self.proj(images)
+        return result
 
 
 AttentionKernel = Literal["auto", "sdpa", "explicit"]
@@ -56,7 +57,8 @@ def scaled_linear(x: Tensor, linear: nn.Linear, scale: Tensor | None) -> Tensor:
     ``[out, in]`` weight is cheaper than scaling the ``[tokens, out]`` output as soon as there are more
     tokens than input channels."""
     if scale is None:
-        return linear(x)
+        result: Tensor = linear(x)
+        return result
     bias = linear.bias * scale if linear.bias is not None else None
     return F.linear(x, linear.weight * scale.unsqueeze(-1), bias)
 
@@ -190,10 +192,12 @@ class Block(nn.Module):
         self.drop_path_rate = drop_path_rate
 
     def _attn_branch(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        return self.attn(self.norm1(x), attn_mask, _gamma(self.ls1))
+        result: Tensor = self.attn(self.norm1(x), attn_mask, _gamma(self.ls1))
+        return result
 
     def _mlp_branch(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        return self.mlp(self.norm2(x), _gamma(self.ls2))
+        result: Tensor = self.mlp(self.norm2(x), _gamma(self.ls2))
+        return result
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         """``attn_mask``: optional bool ``[B, 1, 1, N]``, False for padding tokens (sequences of

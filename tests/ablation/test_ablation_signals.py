@@ -112,7 +112,7 @@ class SignallingParams(SyntheticParams):
 class SignallingDataset(SyntheticDataset):
     """Synthetic images; reading the first one sends SIGTERM to this process (once per instance)."""
 
-    def __init__(self, params: SignallingParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: SignallingParams, ctx: BuildContext) -> None:
         super().__init__(params, ctx)
         self.pending = params.rank in (-1, int(os.environ.get("RANK", "0")))
 

@@ -38,7 +38,7 @@ class SignallingParams(SyntheticParams):
 class SignallingDataset(SyntheticDataset):
     """Synthetic images; reading the first one sends ``signal`` to this process (once per instance)."""
 
-    def __init__(self, params: SignallingParams, ctx: BuildContext | None = None) -> None:
+    def __init__(self, params: SignallingParams, ctx: BuildContext) -> None:
         super().__init__(params, ctx)
         self.pending = True
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit.export import export_backbone
 from sslkit.export.verify import check_written
@@ -19,7 +20,7 @@ TINY = {"size": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size
 
 
 def tiny(**kwargs: object) -> ViT:
-    vit = ViT(ViTParams(**{**TINY, **kwargs})).eval()
+    vit = ViT(ViTParams(**{**TINY, **kwargs}), BuildContext()).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # random values everywhere so that every tensor matters
         for p in vit.parameters():

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from sslkit.cli.main import main
+from sslkit.components import BuildContext
 from sslkit.params import validate
 from sslkit.recipe import load_recipe
 from sslkit_plugins.backbones.vit import ViT
@@ -55,9 +56,10 @@ def _swiglu_fused_width(dim: int) -> int:
 
 def _student(backbone: dict[str, Any]) -> dict[str, Any]:
     """Official ``student`` keys from the backbone entry, checked on the built model (meta device)."""
-    params = validate(ViTParams, {k: v for k, v in backbone.items() if k != "name"})
+    reserved = ("name", "init_from", "init_format", "init_min_fraction")  # the entry's engine keys
+    params = validate(ViTParams, {k: v for k, v in backbone.items() if k not in reserved})
     with torch.device("meta"):
-        vit = ViT(params)
+        vit = ViT(params, BuildContext())
     arch = {size: name for name, (size, *_) in ARCH.items()}[params.size]
     dims = (vit.embed_dim, vit.num_layers, vit.num_heads)
     if dims != ARCH[arch][1:]:

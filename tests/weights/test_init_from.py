@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit.export.hf_folder import write_transformers
 from sslkit.export.timm_file import write_timm
@@ -27,7 +28,7 @@ SOURCE = {"num_register_tokens": 2, "ffn": "swiglu"}  # every name mapping: regi
 
 def tiny(seed: int, **kwargs: object) -> ViT:
     torch.manual_seed(seed)
-    vit = ViT(ViTParams(**{**TINY, **kwargs})).eval()
+    vit = ViT(ViTParams(**{**TINY, **kwargs}), BuildContext()).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # random values everywhere (gammas, norms, mask token) so that every tensor matters
         for p in vit.parameters():

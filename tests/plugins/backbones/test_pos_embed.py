@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit_plugins.backbones.pos_embed import resample_grid
 from sslkit_plugins.backbones.vit import ViT
@@ -17,7 +18,7 @@ GRIDS = ((2, 2), (6, 6), (3, 5), (7, 2))  # from the stored 4 x 4 grid (img_size
 
 def make(**kwargs: object) -> ViT:
     torch.manual_seed(0)
-    return ViT(ViTParams(**{"size": "tiny", "img_size": 56, **kwargs})).eval()
+    return ViT(ViTParams(**{"size": "tiny", "img_size": 56, **kwargs}), BuildContext()).eval()
 
 
 def interpolated(vit: ViT, **kwargs: object) -> Tensor:

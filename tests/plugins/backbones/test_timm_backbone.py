@@ -7,6 +7,7 @@ import timm
 import torch
 from torch import Tensor
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit_plugins.backbones.timm_backbone import TimmBackbone, TimmBackboneParams
 
@@ -14,7 +15,7 @@ from sslkit_plugins.backbones.timm_backbone import TimmBackbone, TimmBackbonePar
 @pytest.fixture(scope="module")
 def vit_tiny() -> TimmBackbone:
     torch.manual_seed(0)
-    return TimmBackbone(TimmBackboneParams(model_name="vit_tiny_patch16_224", img_size=32)).eval()
+    return TimmBackbone(TimmBackboneParams(model_name="vit_tiny_patch16_224", img_size=32), BuildContext()).eval()
 
 
 def test_vit_outputs_match_timm_forward_features(vit_tiny: TimmBackbone) -> None:
@@ -69,7 +70,8 @@ def test_vit_export_is_the_timm_state_dict(vit_tiny: TimmBackbone) -> None:
 
 def test_vit_with_registers_and_no_class_token() -> None:
     torch.manual_seed(0)
-    backbone = TimmBackbone(TimmBackboneParams(model_name="vit_pwee_patch16_reg1_gap_256", img_size=32)).eval()
+    params = TimmBackboneParams(model_name="vit_pwee_patch16_reg1_gap_256", img_size=32)
+    backbone = TimmBackbone(params, BuildContext()).eval()
     images = torch.randn(2, 3, 32, 32)
     out = backbone(images)
     want = backbone.model.forward_features(images)
@@ -80,7 +82,7 @@ def test_vit_with_registers_and_no_class_token() -> None:
 
 def test_convnet_is_cls_only_and_refuses_masks() -> None:
     torch.manual_seed(0)
-    backbone = TimmBackbone(TimmBackboneParams(model_name="resnet18")).eval()
+    backbone = TimmBackbone(TimmBackboneParams(model_name="resnet18"), BuildContext()).eval()
     assert backbone.embed_dim == 512 and backbone.patch_size is None and backbone.num_layers == 0
     assert not backbone.supports_masking and not backbone.supports_patch_tokens and backbone.blocks is None
     images = torch.randn(2, 3, 32, 32)
@@ -94,9 +96,9 @@ def test_convnet_is_cls_only_and_refuses_masks() -> None:
 
 def test_unknown_model_name_suggests_close_matches() -> None:
     with pytest.raises(SSLKitError, match=r"unknown model_name 'vit_smal_patch16_224'.*vit_small_patch16_224"):
-        TimmBackbone(TimmBackboneParams(model_name="vit_smal_patch16_224"))
+        TimmBackbone(TimmBackboneParams(model_name="vit_smal_patch16_224"), BuildContext())
 
 
 def test_options_a_model_does_not_take_are_reported() -> None:
     with pytest.raises(SSLKitError, match="cannot build 'resnet18'"):
-        TimmBackbone(TimmBackboneParams(model_name="resnet18", img_size=64))
+        TimmBackbone(TimmBackboneParams(model_name="resnet18", img_size=64), BuildContext())

@@ -35,7 +35,7 @@ def expected_param_count(size: str, img: int, patch: int = 14, registers: int = 
 @pytest.mark.parametrize("size", ["tiny", "small", "base", "large", "giant"])
 def test_parameter_count_of_every_size(size: str) -> None:
     with torch.device("meta"):
-        vit = ViT(ViTParams(size=size, num_register_tokens=4))
+        vit = ViT(ViTParams(size=size, num_register_tokens=4), BuildContext())
     count = sum(p.numel() for p in vit.parameters())
     assert count == expected_param_count(size, 224, registers=4)
     assert (vit.embed_dim, vit.num_layers) == VIT_SIZES[size][:2]
@@ -44,7 +44,8 @@ def test_parameter_count_of_every_size(size: str) -> None:
 
 def test_parameter_counts_are_the_published_ones() -> None:
     with torch.device("meta"):
-        counts = {s: sum(p.numel() for p in ViT(ViTParams(size=s)).parameters()) for s in ("small", "base", "giant")}
+        counts = {s: sum(p.numel() for p in ViT(ViTParams(size=s), BuildContext()).parameters())
+                  for s in ("small", "base", "giant")}
     assert 21e6 < counts["small"] < 23e6  # ViT-S/14 ~22M
     assert 85e6 < counts["base"] < 87e6  # ViT-B/14 ~86M
     assert 1.1e9 < counts["giant"] < 1.2e9  # ViT-g/14 ~1.1B
@@ -52,9 +53,9 @@ def test_parameter_counts_are_the_published_ones() -> None:
 
 def test_feed_forward_choice() -> None:
     with torch.device("meta"):
-        giant = ViT(ViTParams(size="giant"))
-        tiny_glu = ViT(ViTParams(size="tiny", ffn="swiglu"))
-        giant_mlp = ViT(ViTParams(size="giant", ffn="mlp"))
+        giant = ViT(ViTParams(size="giant"), BuildContext())
+        tiny_glu = ViT(ViTParams(size="tiny", ffn="swiglu"), BuildContext())
+        giant_mlp = ViT(ViTParams(size="giant", ffn="mlp"), BuildContext())
     assert giant.ffn_kind == "swiglu" and giant.blocks[0].mlp.fc1.out_features == 2 * 4096
     assert tiny_glu.ffn_kind == "swiglu" and giant_mlp.blocks[0].mlp.fc1.out_features == 4 * 1536
 
@@ -149,7 +150,7 @@ def test_invalid_inputs_raise_clear_errors() -> None:
     with pytest.raises(SSLKitError, match=r"expected \(1, 4\)"):
         vit(torch.randn(1, 3, 28, 28), torch.zeros(1, 5, dtype=torch.bool))
     with pytest.raises(SSLKitError, match="img_size 30 is not a multiple of patch_size 14"):
-        ViT(ViTParams(size="tiny", img_size=30))
+        ViT(ViTParams(size="tiny", img_size=30), BuildContext())
 
 
 def test_drop_path_only_in_training() -> None:

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
+from sslkit.components import BuildContext
 from sslkit.errors import SSLKitError
 from sslkit.weights import initialise, read_weights
 from sslkit_plugins.backbones.vit import ViT
@@ -28,7 +29,7 @@ IMG = 56  # 4 x 4 patches of 14 px: small and fast
 
 def ours(**kwargs: object) -> ViT:
     torch.manual_seed(0)
-    return ViT(ViTParams(**{"img_size": IMG, **kwargs})).eval()
+    return ViT(ViTParams(**{"img_size": IMG, **kwargs}), BuildContext()).eval()
 
 
 def randomize(module: nn.Module, seed: int = 1) -> None:
@@ -119,15 +120,16 @@ def test_exported_file_loads_with_timm_pretrained(registers: int, tmp_path: Path
 def test_timm_names_and_kwargs_for_other_configurations() -> None:
     with torch.device("meta"):
         cases = [
-            (ViT(ViTParams(size="base", num_register_tokens=4)), "vit_base_patch14_reg4_dinov2", {}),
-            (ViT(ViTParams(size="giant")), "vit_giant_patch14_dinov2", {}),
+            (ViT(ViTParams(size="base", num_register_tokens=4), BuildContext()), "vit_base_patch14_reg4_dinov2", {}),
+            (ViT(ViTParams(size="giant"), BuildContext()), "vit_giant_patch14_dinov2", {}),
             (
-                ViT(ViTParams(size="large", num_register_tokens=2, patch_size=16, layerscale_init=None)),
+                ViT(ViTParams(size="large", num_register_tokens=2, patch_size=16, layerscale_init=None),
+                    BuildContext()),
                 "vit_large_patch14_reg4_dinov2",
                 {"reg_tokens": 2, "patch_size": 16},  # no LayerScale: exported as all-ones gammas
             ),
             (
-                ViT(ViTParams(size="tiny", qkv_bias=False)),
+                ViT(ViTParams(size="tiny", qkv_bias=False), BuildContext()),
                 "vit_small_patch14_dinov2",
                 {"embed_dim": 192, "num_heads": 3, "qkv_bias": False},
             ),
@@ -243,7 +245,7 @@ def test_mismatches_are_reported_and_too_little_is_an_error(tmp_path: Path) -> N
     report = initialise(ours(size="tiny"), path, log=None)
     assert report.unexpected == ["reg_token"] and report.loaded_tensors == report.total_tensors
     with torch.device("meta"):
-        base = ViT(ViTParams(size="base", img_size=IMG)).state_dict()
+        base = ViT(ViTParams(size="base", img_size=IMG), BuildContext()).state_dict()
     big = tmp_path / "base.pth"
     torch.save({k: torch.zeros(v.shape) for k, v in base.items()}, big)
     with pytest.raises(

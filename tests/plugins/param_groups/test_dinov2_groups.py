@@ -186,7 +186,7 @@ def test_frozen_parameters_are_skipped_and_optimizer_builds() -> None:
 
 def test_the_vit_backbone_large() -> None:
     with torch.device("meta"):  # ViT-L's real names and shapes without allocating 300M parameters
-        backbone = ViT(ViTParams(size="large", img_size=28, patch_size=14, num_register_tokens=4))
+        backbone = ViT(ViTParams(size="large", img_size=28, patch_size=14, num_register_tokens=4), BuildContext())
     model = Student(backbone)
     of = settings(DINOv2Groups(DINOv2GroupsParams(), BuildContext()).groups(model), model)
     lr = {n: g.lr_multiplier for n, g in of.items()}
