@@ -1,6 +1,7 @@
 """sslkit-byol: BYOL (Grill et al. 2020) as third-party sslkit plugins.
 
-Installing this distribution registers the loss ``byol`` and the head ``byol_mlp`` (entry point
+Installing this distribution registers the loss ``byol``, the head ``byol_mlp`` and the param-group
+policy ``byol`` (a predictor at a higher lr; entry point
 ``sslkit``: ``byol = "sslkit_byol"``). A recipe puts the projector under ``model.heads`` (copied to
 the EMA teacher) and the predictor under ``model.student_modules`` (student only)::
 
