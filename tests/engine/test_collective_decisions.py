@@ -23,9 +23,10 @@ import torch.multiprocessing as mp
 from torch import Tensor
 
 from sslkit import distributed
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, StepContext
 from sslkit.engine.checkpoint import list_checkpoints
 from sslkit.engine.trainer import NonFiniteLossError, Trainer
+from sslkit.outputs import Output, StepInputs
 from sslkit.params import param
 from sslkit.recipe import load_recipe
 from sslkit.testing import registered
@@ -52,10 +53,10 @@ class FaultLoss(Loss):
     def __init__(self, params: FaultParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
-        self.needs = LossNeeds()
+        self.inputs = {"cls": Output("cls", model="student", crops="global")}
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
-        value = out.student_global.cls.float().mean() * 0.0
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
+        value = inputs["cls"].float().mean() * 0.0
         p = self.params
         if distributed.rank() == p.rank and ctx.step in p.steps:
             if p.fault == "sigterm":

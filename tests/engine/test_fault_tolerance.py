@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 import sslkit
-from sslkit.components import BuildContext, Loss, LossNeeds, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, StepContext
 from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint
 from sslkit.engine.trainer import NonFiniteLossError, Trainer
+from sslkit.outputs import Output, StepInputs
 from sslkit.params import param
 from sslkit.recipe import load_recipe
 from sslkit.registry import Provider, get_registry
@@ -105,10 +106,10 @@ class ExplodingLoss(Loss):
     def __init__(self, params: ExplodingParams, ctx: BuildContext) -> None:
         super().__init__()
         self.params = params
-        self.needs = LossNeeds()
+        self.inputs = {"cls": Output("cls", model="student", crops="global")}
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
-        value = out.student_global.cls.mean() * 0.0
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
+        value = inputs["cls"].mean() * 0.0
         return value + self.params.value if ctx.step >= self.params.at_step else value
 
 

@@ -12,11 +12,12 @@ from torch import Tensor, nn
 
 import sslkit.engine.build
 import sslkit.engine.trainer
-from sslkit.components import BuildContext, Loss, LossNeeds, ParamGroup, StepContext, StepOutputs
+from sslkit.components import BuildContext, Loss, ParamGroup, StepContext
 from sslkit.engine.checkpoint import list_checkpoints, load_checkpoint
 from sslkit.engine.optimizer import UnusedParameterError, check_first_step_gradients, check_groups
 from sslkit.engine.trainer import Trainer
 from sslkit.errors import SSLKitError
+from sslkit.outputs import Output, StepInputs
 from sslkit.params import param
 from sslkit.recipe import load_recipe
 from sslkit.registry import get_registry
@@ -65,11 +66,11 @@ class IdleLoss(Loss):
 
     def __init__(self, params: IdleParams, ctx: BuildContext) -> None:
         super().__init__()
-        self.needs = LossNeeds()
+        self.inputs = {"cls": Output("cls", model="student", crops="global")}
         self.forgotten = nn.Parameter(torch.zeros(params.width))
 
-    def forward(self, out: StepOutputs, ctx: StepContext) -> Tensor:
-        return out.student_global.cls.mean()
+    def forward(self, inputs: StepInputs, ctx: StepContext) -> Tensor:
+        return inputs["cls"].mean()
 
 
 def test_trainable_parameter_without_gradient_stops_before_the_first_step(tmp_path, quickstart,
