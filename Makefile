@@ -22,7 +22,7 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 	$(PY) -m pytest -q docs/examples/sslkit-gram/tests
 	$(PY) -m pytest -q docs/examples/sslkit-byol/tests
 	$(PY) -m pytest -q docs/examples/sslkit-latent-mim/tests
