@@ -74,18 +74,27 @@ class StepDecision:
 
     nonfinite: tuple[str, ...]  # loss terms that are NaN or infinite on at least one process
     stop: bool  # at least one process received a stop signal (SIGTERM / SIGUSR1)
+    #: every loss term and ``total``, averaged over processes: the global-batch loss that DDP's gradient
+    #: averaging optimises, identical on every process (a single process: its own values)
+    means: dict[str, Tensor]
 
 
-def agree(terms: dict[str, Tensor], stop_requested: bool) -> StepDecision:
-    """Decide, identically on every process, whether the step is applied and whether the run stops.
+def agree(terms: dict[str, Tensor], total: Tensor, stop_requested: bool) -> StepDecision:
+    """Decide, identically on every process, whether the step is applied and whether the run stops,
+    and average the loss terms over processes.
 
-    One MAX all-reduce of the flag vector ``[term_0 non-finite, ..., term_{n-1} non-finite,
-    stop requested]`` (no collective in a single process) and one device sync: a NaN or a
-    signal seen by one process makes every process skip the step or checkpoint and stop, so
-    that no process enters a collective (gradient all-reduce, checkpoint gather) the others skip.
+    One SUM all-reduce of ``[term_0, ..., term_{n-1}, total, term_0 non-finite, ..., term_{n-1}
+    non-finite, stop requested]`` (no collective in a single process) and one device sync: a NaN or
+    a signal seen by one process makes every process skip the step or checkpoint and stop, so that
+    no process enters a collective (gradient all-reduce, checkpoint gather) the others skip; and
+    what the run logs is the loss of the global batch (each process's loss covers its own share of
+    it), not one process's share, so that a curve does not depend on the number of processes.
     """
-    values = torch.stack(list(terms.values()))
-    flags = torch.cat([(~torch.isfinite(values)).float(), values.new_tensor([float(stop_requested)])])
-    agreed = distributed.all_reduce_max(flags).tolist()
-    return StepDecision(nonfinite=tuple(name for name, bad in zip(terms, agreed[:-1], strict=True) if bad),
-                        stop=bool(agreed[-1]))
+    values = torch.stack([*terms.values(), total.detach().float()])
+    flags = torch.cat([(~torch.isfinite(values[:-1])).float(), values.new_tensor([float(stop_requested)])])
+    reduced = distributed.all_reduce_mean(torch.cat([values, flags]))
+    n = len(values)
+    agreed = reduced[n:].tolist()
+    names = [*terms, "total"]
+    return StepDecision(nonfinite=tuple(name for name, bad in zip(terms, agreed[:-1], strict=True) if bad > 0),
+                        stop=agreed[-1] > 0, means={name: reduced[i] for i, name in enumerate(names)})

@@ -194,7 +194,7 @@ class Trainer:
             with timer.phase("losses"):
                 total, terms = compute_losses(self.parts.losses, self.parts.weights, outputs, plan, ctx)
         self.monitor.capture(step, crops, outputs.passes, masks)
-        decision = agree(terms, self._stop_signal is not None)  # the same on every process
+        decision = agree(terms, total, self._stop_signal is not None)  # the same on every process
         self._stop_agreed = decision.stop
         if decision.nonfinite:
             self._handle_nonfinite(step, decision.nonfinite, terms)
@@ -228,7 +228,7 @@ class Trainer:
                 ema_update(self.teacher.heads, self.student.heads, s.momentum(step))
         for loss in self.parts.loss_modules().values():
             loss.commit()  # the step is applied: the losses' pending state (centers) becomes theirs
-        terms["total"] = total.detach().float()
+        terms = dict(decision.means)  # every term and the total, averaged over processes
         if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm over all shards is a replicated DTensor
             grad_norm = grad_norm.full_tensor()
         terms["grad_norm"] = grad_norm.detach().float()

@@ -9,6 +9,7 @@ we allow 1e-5 absolute / 1e-4 relative, far below the ~1e-3 change one step make
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -43,7 +44,7 @@ def _worker(rank: int, world: int, port: int, recipe: str, overrides: list[str],
 
 
 def _overrides(tiny: list[str], batch: int, strategy: str) -> list[str]:
-    return [*tiny, f"data.batch_size={batch}", f"train.strategy={strategy}", "train.max_steps=3",
+    return [*tiny, f"data.batch_size={batch}", f"train.strategy={strategy}", "train.max_steps=3", "train.log_every=1",
             "train.checkpoint_every=3", "losses.ibot={name: ibot, head: dino}",
             "losses.koleo={name: koleo, weight: 0.1, mode: distributed}", "data.dataset.size=48"]
 
@@ -67,3 +68,21 @@ def test_two_processes_equal_one_process(tmp_path, quickstart, tiny_overrides, s
     for key, value in a["teacher"].items():
         torch.testing.assert_close(b["teacher"][key], value, atol=1e-5, rtol=1e-4)
     assert moved > 1e-4, "training did not move the weights: the comparison would be vacuous"
+    # what the run logs is the global batch's loss, whatever the number of processes
+    logged_one, logged_two = _logged_losses(single), _logged_losses(double)
+    assert set(logged_one) == {1, 2, 3} and logged_one.keys() == logged_two.keys()
+    for step, values in logged_one.items():
+        assert values.keys() == logged_two[step].keys() and {"loss/dino", "loss/ibot", "loss/total"} <= values.keys()
+        for key, value in values.items():
+            assert logged_two[step][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (step, key)
+
+
+def _logged_losses(run_dir: Path) -> dict[int, dict[str, float]]:
+    """``{step: {"loss/<term>": value}}`` from the run's metrics.jsonl."""
+    logged: dict[int, dict[str, float]] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        losses = {k: v for k, v in record.items() if k.startswith("loss/")}
+        if losses and "step" in record:
+            logged[record["step"]] = losses
+    return logged
