@@ -22,11 +22,30 @@ def default_precision(device: str = "cpu") -> str:
     return resolve_precision("auto", torch.device(device)).resolved
 
 
+#: Environment that makes PyTorch's own kernels, MKL's GEMMs and oneDNN use at most AVX2 on a CPU that
+#: has more (AVX512): how this project measures "an AVX2 CPU" on an AVX512 machine. The instruction
+#: set is the same as on an AVX2-only CPU; core, caches and clock stay this machine's.
+CPU_ISA_ENV = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+
+
+def cpu_isa_env(isa: str) -> dict[str, str]:
+    """The environment variables that restrict every kernel library to ``isa`` (``native``: none)."""
+    return {} if isa == "native" else CPU_ISA_ENV[isa]
+
+
 def describe(threads: int) -> str:
-    """One line: CPU model and flags, torch version, the benchmark's threads, GPU, load average."""
+    """One line: CPU model and flags, the instruction set PyTorch's kernels dispatch to (with any
+    MKL / oneDNN restriction), torch version, the benchmark's threads, GPU, load average."""
     info = cpu_info()
     flags = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in info["flags"].items())
-    line = (f"CPU {info['cpu_model']} x {os.cpu_count()} ({flags}); torch {info['torch']}, {threads} threads")
+    kernels = torch.backends.cpu.get_cpu_capability()
+    limits = [f"{key}={os.environ[key]}" for key in ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+              if key in os.environ]
+    kernels += f" ({', '.join(limits)})" if limits else ""
+    line = (f"CPU {info['cpu_model']} x {os.cpu_count()} ({flags}; kernels {kernels}); torch {info['torch']}, "
+            f"{threads} threads")
     if torch.cuda.is_available():
         line += f"; GPU {torch.cuda.get_device_name()}"
     return line + f"; load average {os.getloadavg()[0]:.2f}"

@@ -47,7 +47,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench_hardware import default_precision, describe
+from bench_hardware import cpu_isa_env, default_precision, describe
 from bench_meter import time_steps
 from lightly_peer import PeerConfig, PeerLoop, config_from_recipe
 
@@ -240,6 +240,13 @@ def _parse_args() -> argparse.Namespace:
         "peak RSS measures live memory rather than heap fragmentation; slows every step, so use it for memory "
         "figures only",
     )
+    parser.add_argument(
+        "--cpu-isa",
+        choices=("native", "avx2"),
+        default="native",
+        help="instruction set of every contender's kernels (PyTorch, MKL, oneDNN): native (default) or avx2, "
+        "which measures an AVX2-only CPU's code paths on an AVX512 machine",
+    )
     parser.add_argument("--no-peer", action="store_true", help="only the sslkit contenders")
     parser.add_argument("--no-default", action="store_true", help="skip the plain sslkit contender")
     parser.add_argument("--profile", action="store_true", help="profile one extra step (first repeat)")
@@ -289,6 +296,7 @@ def main() -> None:
         return
     if not Path(args.data).is_file():
         raise SystemExit(f"no CIFAR-10 archive at {args.data}; pass --data PATH")
+    os.environ.update(cpu_isa_env(args.cpu_isa))  # inherited by every contender's process
     precision = default_precision(args.device) if args.precision == "auto" else args.precision
     resolved, contenders = _contenders(args, precision)
     r, d = resolved.recipe, resolved.data
