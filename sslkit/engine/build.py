@@ -113,6 +113,13 @@ def _schedule_bindings(resolved: ResolvedRecipe, weights: dict[str, float]) -> l
     return bindings
 
 
+def new_backbone(resolved: ResolvedRecipe, ctx: BuildContext) -> Backbone:
+    """A freshly built (randomly initialised, never loaded) instance of the recipe's ``model.backbone``,
+    e.g. to hold a full copy of a sharded backbone's weights."""
+    backbone: Backbone = _build(resolved, "model.backbone", ctx)
+    return backbone
+
+
 def build_components(resolved: ResolvedRecipe, registry: Registry | None = None, *, resuming: bool = False,
                      announce: bool = True) -> Components:
     """Build every component of ``resolved`` (models on the CPU; the trainer moves them).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -122,3 +123,18 @@ def reshard(module: nn.Module) -> None:
     for sub in module.modules():
         if isinstance(sub, FSDPModule):
             sub.reshard()
+
+
+
+def unsharded_copy(module: nn.Module, name: str, new: Callable[[], nn.Module], device: torch.device) -> nn.Module:
+    """A plain module (from ``new()``) holding the full weights of ``module``'s FSDP2-sharded submodule
+    ``name``, all-gathered from every process (a collective: every process must call it). Calling the
+    sharded submodule directly would bypass the root's forward, which gathers the parameters it
+    manages (patch embedding, norms) and, before the first step, initialises FSDP2's hooks."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))
+    prefix = f"{name}."
+    copy = new()
+    copy.load_state_dict({key[len(prefix):]: value for key, value in full.items() if key.startswith(prefix)})
+    return copy.to(device).eval()

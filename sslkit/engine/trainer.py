@@ -23,7 +23,7 @@ import torch
 from sslkit import seeding
 from sslkit.components import Crops, StepContext
 from sslkit.data.loader import TrainBatch, build_train_loader
-from sslkit.engine.build import Components, build_components
+from sslkit.engine.build import Components, build_components, new_backbone
 from sslkit.engine.checkpoint import list_checkpoints
 from sslkit.engine.ema import ema_update
 from sslkit.engine.evaluation import OnlineEvaluator
@@ -38,7 +38,14 @@ from sslkit.engine.run_dir import write_run_info
 from sslkit.engine.run_state import RunState
 from sslkit.engine.schedules import Schedules, peak_lr
 from sslkit.engine.step import agree, compute_losses, compute_outputs
-from sslkit.engine.strategy import apply_fsdp2, init_processes, reshard, resolve_strategy, wrap_student
+from sslkit.engine.strategy import (
+    apply_fsdp2,
+    init_processes,
+    reshard,
+    resolve_strategy,
+    unsharded_copy,
+    wrap_student,
+)
 from sslkit.errors import SSLKitError
 from sslkit.hardware import cpu_info, device_info
 from sslkit.recipe import ResolvedRecipe
@@ -155,6 +162,15 @@ class Trainer:
         """What kNN evaluates: the EMA teacher (DINO's practice), or the student when the teacher is a
         frozen network being distilled from."""
         return self.student.backbone if self.teacher.frozen else self.teacher.backbone
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """kNN of :attr:`evaluated_backbone` (every process runs it; under FSDP2 on a full, unsharded copy)."""
+        if self.strategy != "fsdp2":
+            return self.evaluator.run(self.evaluated_backbone, step)
+        root = self.student if self.teacher.frozen else self.teacher
+        copy = unsharded_copy(root, "backbone", lambda: new_backbone(self.resolved, self.parts.context),
+                              self.info.device)
+        return self.evaluator.run(copy, step)
 
     # -- the step -------------------------------------------------------------------------
     def _schedule_values(self, step: int) -> dict[str, float]:
@@ -277,7 +293,7 @@ class Trainer:
         try:
             self.monitor.start(start)
             if start == 0 and r.eval.at_start:
-                metrics = self.monitor.log_eval(0, self.evaluator.run(self.evaluated_backbone, 0))
+                metrics = self.monitor.log_eval(0, self.evaluate(0))
             while step < r.train.max_steps:
                 self.monitor.begin_step(step)
                 with self.monitor.timer.phase("data_wait"):
@@ -289,7 +305,7 @@ class Trainer:
                 if terms is not None:
                     last_terms = self.monitor.after_step(step, terms, data_wait)
                 if self.evaluator.due(step):
-                    metrics = self.monitor.log_eval(step, self.evaluator.run(self.evaluated_backbone, step))
+                    metrics = self.monitor.log_eval(step, self.evaluate(step))
                 if step % r.train.checkpoint_every == 0 or step == r.train.max_steps:
                     self.state.save(step)
                 if self._stop_agreed and step < r.train.max_steps:  # agreed by every process in train_step
@@ -300,7 +316,7 @@ class Trainer:
                     log.warning("%s: checkpoint saved at step %d, exiting", cause, step)
                     return result(completed=False)
             if r.eval.at_end and self.evaluator.enabled and not self.evaluator.due(step):
-                metrics = self.monitor.log_eval(step, self.evaluator.run(self.evaluated_backbone, step))
+                metrics = self.monitor.log_eval(step, self.evaluate(step))
             self.monitor.finish(step, last_terms, metrics)
             return result(completed=True)
         finally:

@@ -46,7 +46,8 @@ def _worker(rank: int, world: int, port: int, recipe: str, overrides: list[str],
 def _overrides(tiny: list[str], batch: int, strategy: str) -> list[str]:
     return [*tiny, f"data.batch_size={batch}", f"train.strategy={strategy}", "train.max_steps=3", "train.log_every=1",
             "train.checkpoint_every=3", "losses.ibot={name: ibot, head: dino}",
-            "losses.koleo={name: koleo, weight: 0.1, mode: distributed}", "data.dataset.size=48"]
+            "losses.koleo={name: koleo, weight: 0.1, mode: distributed}", "data.dataset.size=48",
+            "eval.at_end=true", "eval.train_data.size=100", "eval.test_data.size=50"]
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
@@ -69,20 +70,22 @@ def test_two_processes_equal_one_process(tmp_path, quickstart, tiny_overrides, s
         torch.testing.assert_close(b["teacher"][key], value, atol=1e-5, rtol=1e-4)
     assert moved > 1e-4, "training did not move the weights: the comparison would be vacuous"
     # what the run logs is the global batch's loss, whatever the number of processes
-    logged_one, logged_two = _logged_losses(single), _logged_losses(double)
+    logged_one, logged_two = _logged(single), _logged(double)
     assert set(logged_one) == {1, 2, 3} and logged_one.keys() == logged_two.keys()
     for step, values in logged_one.items():
         assert values.keys() == logged_two[step].keys() and {"loss/dino", "loss/ibot", "loss/total"} <= values.keys()
         for key, value in values.items():
             assert logged_two[step][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (step, key)
+    # the final kNN ran on every process (under FSDP2 on a gathered copy) and saw the same teacher
+    assert {"eval/knn_top1", "eval/knn_top5"} <= logged_one[3].keys()
 
 
-def _logged_losses(run_dir: Path) -> dict[int, dict[str, float]]:
-    """``{step: {"loss/<term>": value}}`` from the run's metrics.jsonl."""
+def _logged(run_dir: Path) -> dict[int, dict[str, float]]:
+    """``{step: {"loss/<term>" or "eval/<metric>": value}}`` from the run's metrics.jsonl."""
     logged: dict[int, dict[str, float]] = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        losses = {k: v for k, v in record.items() if k.startswith("loss/")}
-        if losses and "step" in record:
-            logged[record["step"]] = losses
+        values = {k: v for k, v in record.items() if k.startswith(("loss/", "eval/"))}
+        if values and "step" in record:
+            logged.setdefault(record["step"], {}).update(values)
     return logged
