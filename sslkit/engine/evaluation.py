@@ -74,7 +74,7 @@ class OnlineEvaluator:
         features = []
         for dataset in (train_set, test_set):
             loader = build_eval_loader(dataset, image_size=self.image_size, batch_size=self.config.batch_size,
-                                       num_workers=0, mean=self.mean, std=self.std,
+                                       num_workers=self._resolved.recipe.data.num_workers, mean=self.mean, std=self.std,
                                        crop_fraction=self.config.crop_fraction)
             features.append(extract_features(backbone, loader, device=self.info.device,
                                              with_patch_mean=self.config.with_patch_mean))

@@ -28,6 +28,17 @@ def test_batches_are_normalised_centre_crops_in_order() -> None:
     assert torch.allclose(images[0][0], expected, atol=1e-5)
 
 
+def test_loader_workers_change_nothing_but_speed() -> None:
+    """Online evaluation reads with the recipe's ``data.num_workers``: the same batches, in the same order."""
+    ds = SyntheticDataset(SyntheticParams(size=23, image_size=16), BuildContext())
+    batches = {workers: list(build_eval_loader(ds, image_size=16, batch_size=4, num_workers=workers, mean=(0.5,) * 3,
+                                               std=(0.25,) * 3, crop_fraction=1.0))
+               for workers in (0, 2)}
+    assert len(batches[0]) == len(batches[2]) == 6
+    for (images_0, labels_0), (images_2, labels_2) in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(images_0, images_2) and torch.equal(labels_0, labels_2)
+
+
 def test_resize_then_centre_crop(tmp_path: Path) -> None:
     pixels = np.zeros((40, 80, 3), dtype=np.uint8)
     pixels[:, 20:60] = 255  # a white band in the centre of a wide image
