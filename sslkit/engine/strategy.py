@@ -125,7 +125,6 @@ def reshard(module: nn.Module) -> None:
             sub.reshard()
 
 
-
 def unsharded_copy(module: nn.Module, name: str, new: Callable[[], nn.Module], device: torch.device) -> nn.Module:
     """A plain module (from ``new()``) holding the full weights of ``module``'s FSDP2-sharded submodule
     ``name``, all-gathered from every process (a collective: every process must call it). Calling the

@@ -158,17 +158,16 @@ class Trainer:
         self._stop_signal: str | None = None
 
     @property
-    def evaluated_backbone(self) -> torch.nn.Module:
-        """What kNN evaluates: the EMA teacher (DINO's practice), or the student when the teacher is a
-        frozen network being distilled from."""
-        return self.student.backbone if self.teacher.frozen else self.teacher.backbone
+    def evaluated_model(self) -> Student | Teacher:
+        """The model whose backbone kNN evaluates: the EMA teacher (DINO's practice), or the student when
+        the teacher is a frozen network being distilled from."""
+        return self.student if self.teacher.frozen else self.teacher
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """kNN of :attr:`evaluated_backbone` (every process runs it; under FSDP2 on a full, unsharded copy)."""
+        """kNN of the evaluated model's backbone (every process runs it; under FSDP2 on a full, unsharded copy)."""
         if self.strategy != "fsdp2":
-            return self.evaluator.run(self.evaluated_backbone, step)
-        root = self.student if self.teacher.frozen else self.teacher
-        copy = unsharded_copy(root, "backbone", lambda: new_backbone(self.resolved, self.parts.context),
+            return self.evaluator.run(self.evaluated_model.backbone, step)
+        copy = unsharded_copy(self.evaluated_model, "backbone", lambda: new_backbone(self.resolved, self.parts.context),
                               self.info.device)
         return self.evaluator.run(copy, step)
 
