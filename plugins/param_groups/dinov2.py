@@ -10,8 +10,8 @@ from torch import nn
 
 from sslkit.components import Backbone, BuildContext, ParamGroup
 from sslkit.errors import SSLKitError
+from sslkit.param_grouping import merge, trainable_params
 from sslkit.params import param
-from sslkit_plugins.param_groups.grouping import merge, trainable_params
 
 
 @dataclass

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from sslkit.components import BuildContext, ParamGroup
+from sslkit.param_grouping import merge, trainable_params
 from sslkit.params import param
-from sslkit_plugins.param_groups.grouping import merge, trainable_params
 
 
 @dataclass

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from sslkit.components import BuildContext, Head, ParamGroup
+from sslkit.components import BuildContext, ParamGroup
 from sslkit.errors import SSLKitError
+from sslkit.param_grouping import frozen_steps
 from sslkit.params import param
 
 
@@ -31,19 +32,6 @@ class BYOLGroupsParams:
     predictor: str = param("predictor", "Name of the predictor under model.student_modules.")
     predictor_lr_mult: float = param(
         10.0, "Learning-rate multiplier of the predictor's parameters (1: the same lr as the rest).", gt=0.0)
-
-
-def _frozen_steps(model: nn.Module, epoch_length: int) -> dict[int, int]:
-    """``id(parameter) -> steps`` for the parameters that the heads and student-only modules freeze."""
-    found: dict[int, int] = {}
-    for part in ("heads", "student_modules"):
-        modules = getattr(model, part, None)
-        for module in modules.values() if modules is not None else ():
-            if isinstance(module, Head):
-                params = dict(module.named_parameters())
-                for name, steps in module.frozen_for_steps(epoch_length).items():
-                    found[id(params[name])] = int(steps)
-    return found
 
 
 class BYOLGroups:
@@ -60,7 +48,7 @@ class BYOLGroups:
 
     def groups(self, model: nn.Module) -> list[ParamGroup]:
         """One group per distinct (predictor or not, decay or not, frozen steps), in order of first appearance."""
-        frozen = _frozen_steps(model, self.epoch_length)
+        frozen = frozen_steps(model, self.epoch_length)
         prefix = f"student_modules.{self.params.predictor}."
         grouped: dict[tuple[bool, bool, int], list[nn.Parameter]] = {}
         for name, p in model.named_parameters():

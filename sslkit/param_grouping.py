@@ -1,5 +1,5 @@
-"""Shared rules of the built-in parameter-group policies (DINOv2, Oquab et al. 2023, appendix:
-optimizer settings; DINO, Caron et al. 2021, appendix: the frozen prototype layer).
+"""Rules that parameter-group policies share, built-in and third-party alike (DINOv2, Oquab et al. 2023,
+appendix: optimizer settings; DINO, Caron et al. 2021, appendix: the frozen prototype layer).
 
 - Which parameters get no weight decay: biases, normalisation weights, LayerScale gammas and
   any other parameter with at most one dimension.
